@@ -1,0 +1,88 @@
+"""Typed readers for the environment variables listed in SPEC.md §3.
+
+Each reader fails loudly with the variable's name when a value cannot be
+understood, so a typo in a deployment stops the process at start-up rather
+than running with a surprising default.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_VALUES = {"1", "true", "yes", "on"}
+FALSE_VALUES = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 0 or 1, not {raw!r}")
+
+
+def env_list(name: str, default: str) -> list[str]:
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+BACKENDS = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "dummy": "django.core.mail.backends.dummy.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "smtps": "django.core.mail.backends.smtp.EmailBackend",
+}
+
+
+def parse_email_url(url: str) -> dict[str, object]:
+    """Turn an ``EMAIL_URL`` into Django's ``EMAIL_*`` settings.
+
+    ``smtp://user:pass@host:587`` uses STARTTLS (port 587 is the submission
+    port, where STARTTLS is expected); ``smtps://`` uses implicit TLS (465);
+    ``?tls=0`` or ``?tls=1`` overrides the STARTTLS choice. ``console:``,
+    ``locmem:``, ``dummy:`` and ``file:///path`` pick the matching backend.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in BACKENDS:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL scheme must be one of {', '.join(sorted(BACKENDS))}, not {scheme!r}"
+        )
+    settings: dict[str, object] = {"EMAIL_BACKEND": BACKENDS[scheme]}
+    if scheme == "file":
+        settings["EMAIL_FILE_PATH"] = unquote(parts.path)
+    if scheme not in ("smtp", "smtps"):
+        return settings
+    if not parts.hostname:
+        raise ImproperlyConfigured("EMAIL_URL needs a host, e.g. smtp://user:pass@host:587")
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    try:
+        port = parts.port or (465 if scheme == "smtps" else 25)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"EMAIL_URL has a bad port: {exc}") from None
+    starttls = scheme == "smtp" and port == 587
+    if "tls" in query:
+        starttls = query["tls"].lower() in TRUE_VALUES
+    settings.update(
+        EMAIL_HOST=parts.hostname,
+        EMAIL_PORT=port,
+        EMAIL_HOST_USER=unquote(parts.username or ""),
+        EMAIL_HOST_PASSWORD=unquote(parts.password or ""),
+        EMAIL_USE_TLS=starttls and scheme == "smtp",
+        EMAIL_USE_SSL=scheme == "smtps",
+        EMAIL_TIMEOUT=int(query.get("timeout", "30")),
+    )
+    return settings

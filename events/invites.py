@@ -1,0 +1,130 @@
+"""iCalendar invites (RFC 5545) and their iTIP methods (RFC 5546).
+
+A session has one stable UID everywhere. A registrant's invite carries
+``SEQUENCE`` = session sequence + registration revision, so both a change of
+the session (time, place, title, cancellation) and a change of the person's
+own registration (cancel, re-register) give a higher number than any invite
+they were sent before.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.utils import timezone
+from icalendar import Alarm, Calendar, vCalAddress
+from icalendar import Event as VEvent
+
+from events.models import Event, Registration, Session
+
+PRODID = "-//Tongxin//Webinars//ZH"
+
+
+def session_uid(session: Session) -> str:
+    host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    return f"tongxin-session-{session.pk}@{host}"
+
+
+def method_for(registration: Registration) -> str | None:
+    """REQUEST while confirmed, CANCEL once cancelled or rejected (or the
+    session was cancelled); None while no invite has been sent yet."""
+    if registration.session.status == Session.Status.CANCELLED:
+        return "CANCEL"
+    if registration.status == Registration.Status.CONFIRMED:
+        return "REQUEST"
+    if registration.status in (Registration.Status.CANCELLED, Registration.Status.REJECTED):
+        return "CANCEL"
+    return None
+
+
+def _organizer(event: Event) -> vCalAddress:
+    email = event.organiser_email or _address_of(settings.DEFAULT_FROM_EMAIL)
+    organizer = vCalAddress(f"mailto:{email}")
+    organizer.params["CN"] = event.organiser_name or event.title
+    return organizer
+
+
+def _address_of(from_email: str) -> str:
+    return from_email.rsplit("<", 1)[-1].rstrip(">").strip()
+
+
+def _vevent(session: Session, *, sequence: int, cancelled: bool, url: str) -> VEvent:
+    event = session.event
+    zone = event.zone
+    description = session.description
+    if url:
+        description = f"{description}\n\n{url}".strip()
+    vevent = VEvent.new(
+        uid=session_uid(session),
+        summary=session.title,
+        description=description or None,
+        start=session.starts_at.astimezone(zone),
+        end=session.ends_at.astimezone(zone),
+        stamp=timezone.now(),
+        sequence=sequence,
+        location=session.location or url or None,
+        organizer=_organizer(event),
+        url=url or None,
+    )
+    vevent.add("STATUS", "CANCELLED" if cancelled else "CONFIRMED")
+    if not cancelled:
+        alarm = Alarm()
+        alarm.add("ACTION", "DISPLAY")
+        alarm.add("DESCRIPTION", session.title)
+        alarm.add("TRIGGER", timedelta(minutes=-15))
+        vevent.add_component(alarm)
+    return vevent
+
+
+def _calendar(method: str, vevents: list[VEvent], *, name: str | None = None) -> bytes:
+    calendar = Calendar.new(prodid=PRODID, method=method, name=name)
+    for vevent in vevents:
+        calendar.add_component(vevent)
+    if vevents:
+        starts = [v.start for v in vevents]
+        ends = [v.end for v in vevents]
+        # A narrow range keeps VTIMEZONE to the transitions that matter.
+        calendar.add_missing_timezones(
+            first_date=min(starts).date() - timedelta(days=1),
+            last_date=max(ends).date() + timedelta(days=1),
+        )
+    return calendar.to_ical()
+
+
+def registration_invite(registration: Registration) -> bytes:
+    """The personal invite for one registration (see :func:`method_for`)."""
+    method = method_for(registration)
+    if method is None:
+        raise ValueError("no invite for a registration that is not confirmed")
+    session = registration.session
+    registrant = registration.registrant
+    vevent = _vevent(
+        session,
+        sequence=registration.ical_sequence,
+        cancelled=method == "CANCEL",
+        url=registrant.join_url(session.pk),
+    )
+    attendee = vCalAddress(f"mailto:{registrant.email}")
+    attendee.params["CN"] = registrant.name
+    attendee.params["ROLE"] = "REQ-PARTICIPANT"
+    attendee.params["PARTSTAT"] = "DECLINED" if method == "CANCEL" else "ACCEPTED"
+    attendee.params["RSVP"] = "FALSE"
+    vevent.add("ATTENDEE", attendee, encode=False)
+    return _calendar(method, [vevent])
+
+
+def event_feed(event: Event) -> bytes:
+    """The public subscription feed: every session of the event, PUBLISH."""
+    site = settings.SITE_URL
+    vevents = [
+        _vevent(
+            session,
+            sequence=session.ical_sequence,
+            cancelled=session.status == Session.Status.CANCELLED,
+            url=site + event.get_absolute_url(),
+        )
+        for session in event.sessions.order_by("starts_at", "pk")
+    ]
+    return _calendar("PUBLISH", vevents, name=event.title)

@@ -1,0 +1,273 @@
+"""Events, their sessions and speakers, registrations and per-event roles.
+
+Times are stored in UTC; each event has an IANA time zone in which its
+sessions are shown and its invites are written.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from zoneinfo import ZoneInfo, available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(_("%(zone)s is not a known time zone."), params={"zone": value})
+
+
+def new_token() -> str:
+    """A personal-link token: 192 random bits, URL-safe (32 characters)."""
+    return secrets.token_urlsafe(24)
+
+
+def default_time_zone() -> str:
+    return settings.DEFAULT_EVENT_TIME_ZONE
+
+
+class Event(models.Model):
+    slug = models.SlugField(_("short name in the address"), max_length=80, unique=True)
+    title = models.CharField(_("title"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, default=default_time_zone, validators=[validate_time_zone]
+    )
+    published = models.BooleanField(_("published"), default=False)
+    registration_opens_at = models.DateTimeField(_("registration opens"), null=True, blank=True)
+    registration_closes_at = models.DateTimeField(_("registration closes"), null=True, blank=True)
+    waitlist_enabled = models.BooleanField(_("waiting list when full"), default=True)
+    approval_required = models.BooleanField(_("registrations need approval"), default=False)
+    organiser_name = models.CharField(_("organiser name"), max_length=200, blank=True)
+    organiser_email = models.EmailField(_("organiser e-mail"), blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(registration_closes_at__isnull=True)
+                | models.Q(registration_opens_at__isnull=True)
+                | models.Q(registration_closes_at__gt=models.F("registration_opens_at")),
+                name="event_registration_window_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("events:detail", args=[self.slug])
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def registration_is_open(self, now=None) -> bool:
+        now = now or timezone.now()
+        if self.registration_opens_at and now < self.registration_opens_at:
+            return False
+        if self.registration_closes_at and now >= self.registration_closes_at:
+            return False
+        return True
+
+
+class Speaker(models.Model):
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="speakers")
+    name = models.CharField(_("name"), max_length=200)
+    affiliation = models.CharField(_("title and organisation"), max_length=300, blank=True)
+    bio = models.TextField(_("biography"), blank=True)
+    photo = models.ImageField(_("photo"), upload_to="speakers/", blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="speaker_profiles",
+        help_text=_("The account this speaker signs in with, if any."),
+    )
+
+    class Meta:
+        verbose_name = _("speaker")
+        verbose_name_plural = _("speakers")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Session(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", _("Scheduled")
+        LIVE = "live", _("Live")
+        ENDED = "ended", _("Ended")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class StreamKind(models.TextChoices):
+        HLS = "hls", _("HLS stream")
+        VIDEO = "video", _("Video file")
+        EMBED = "embed", _("Embedded player")
+        NONE = "none", _("No stream")
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="sessions")
+    title = models.CharField(_("title"), max_length=300)
+    description = models.TextField(_("description"), blank=True)
+    starts_at = models.DateTimeField(_("starts"))
+    ends_at = models.DateTimeField(_("ends"))
+    location = models.CharField(
+        _("place"), max_length=300, blank=True, help_text=_("Leave empty for online only.")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.SCHEDULED
+    )
+    capacity = models.PositiveIntegerField(
+        _("capacity"), null=True, blank=True, help_text=_("Leave empty for no limit.")
+    )
+    stream_kind = models.CharField(
+        _("stream"), max_length=8, choices=StreamKind.choices, default=StreamKind.NONE
+    )
+    stream_url = models.URLField(_("stream address"), max_length=500, blank=True)
+    replay_url = models.URLField(_("replay address"), max_length=500, blank=True)
+    qa_moderated = models.BooleanField(_("questions need approval"), default=True)
+    certificate_threshold_percent = models.PositiveSmallIntegerField(
+        _("certificate threshold (% of scheduled length)"), default=80
+    )
+    ical_sequence = models.PositiveIntegerField(default=0, editable=False)
+    speakers = models.ManyToManyField(
+        Speaker, blank=True, related_name="sessions", verbose_name=_("speakers")
+    )
+
+    class Meta:
+        verbose_name = _("session")
+        verbose_name_plural = _("sessions")
+        ordering = ["starts_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="session_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(certificate_threshold_percent__lte=100),
+                name="session_threshold_at_most_100",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def duration(self) -> timedelta:
+        return self.ends_at - self.starts_at
+
+    @property
+    def is_open_for_registration(self) -> bool:
+        return self.status in (self.Status.SCHEDULED, self.Status.LIVE)
+
+    def live_url(self) -> str:
+        return reverse("streaming:live", args=[self.pk])
+
+
+class Registrant(models.Model):
+    """A person registered for an event: one per (event, e-mail), holding the
+    personal link that covers every session they register for."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="registrants")
+    # Stored lower-cased (see services.normalise_email): one person, one link.
+    email = models.EmailField(_("e-mail"))
+    name = models.CharField(_("name"), max_length=200)
+    organisation = models.CharField(_("organisation"), max_length=300, blank=True)
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    language = models.CharField(
+        _("language"), max_length=16, default="zh-hans", help_text=_("Used for e-mails.")
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("registrant")
+        verbose_name_plural = _("registrants")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "email"], name="registrant_unique_email_per_event"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+    def get_absolute_url(self) -> str:
+        return reverse("events:personal", args=[self.token])
+
+    def personal_url(self) -> str:
+        return settings.SITE_URL + self.get_absolute_url()
+
+    def join_url(self, session_id: int) -> str:
+        return settings.SITE_URL + reverse("events:join", args=[self.token, session_id])
+
+
+class Registration(models.Model):
+    class Status(models.TextChoices):
+        CONFIRMED = "confirmed", _("Confirmed")
+        WAITLISTED = "waitlisted", _("Waiting list")
+        PENDING = "pending", _("Pending approval")
+        CANCELLED = "cancelled", _("Cancelled")
+        REJECTED = "rejected", _("Rejected")
+
+    registrant = models.ForeignKey(
+        Registrant, on_delete=models.CASCADE, related_name="registrations"
+    )
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="registrations")
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    # Bumped on every change of this person's status, so that their invite's
+    # SEQUENCE (session sequence + this) only ever grows.
+    ical_revision = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("registration")
+        verbose_name_plural = _("registrations")
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "registrant"], name="registration_unique_per_session"
+            )
+        ]
+        indexes = [models.Index(fields=["session", "status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.registrant} – {self.session} ({self.status})"
+
+    @property
+    def ical_sequence(self) -> int:
+        return self.session.ical_sequence + self.ical_revision
+
+
+class EventRole(models.Model):
+    class Role(models.TextChoices):
+        ORGANISER = "organiser", _("Organiser")
+        MODERATOR = "moderator", _("Moderator")
+        SPEAKER = "speaker", _("Speaker")
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="roles")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="event_roles"
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+
+    class Meta:
+        verbose_name = _("event role")
+        verbose_name_plural = _("event roles")
+        constraints = [
+            models.UniqueConstraint(fields=["event", "user", "role"], name="event_role_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} – {self.get_role_display()} – {self.event}"

@@ -1,0 +1,338 @@
+"""The rules of events and registration. Views, consumers and management
+commands call these functions; each owns its transaction and raises
+:class:`~events.errors.ServiceError` when a rule is broken.
+
+Seats are counted under a row lock on the session (``SELECT … FOR UPDATE``
+on PostgreSQL; SQLite runs every transaction with ``BEGIN IMMEDIATE``), so
+capacity holds however many registrations arrive at once. E-mails are sent
+after the transaction commits, never for something that rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from events import emails
+from events.errors import ServiceError
+from events.models import Event, EventRole, Registrant, Registration, Session
+
+Status = Registration.Status
+#: Statuses that hold (or wait for) a place; the others are history.
+ACTIVE_STATUSES = (Status.CONFIRMED, Status.WAITLISTED, Status.PENDING)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass
+class Outcome:
+    session: Session
+    status: str  # a Registration.Status value, or "full" when refused
+    changed: bool
+
+
+@dataclass
+class RegistrationResult:
+    registrant: Registrant
+    created: bool
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+# Registration ---------------------------------------------------------------
+
+
+def register_attendee(
+    *,
+    event: Event,
+    name: str,
+    email: str,
+    organisation: str = "",
+    session_ids: Iterable[int],
+    language: str = "zh-hans",
+    now: datetime | None = None,
+) -> RegistrationResult:
+    """Register one person for one or more sessions of ``event``.
+
+    Idempotent per (session, e-mail): a repeat returns the existing
+    registrant and leaves existing registrations as they are. A new place is
+    confirmed while seats remain, then waitlisted (if the event has a
+    waiting list) or refused as ``full``; events that need approval keep it
+    ``pending``. Raises ``ServiceError("full")`` when every requested session
+    refused, so nothing is stored; ``not_open`` outside the registration
+    window or for sessions that ended or were cancelled.
+
+    Side effects: one confirmation e-mail, after commit, listing what
+    changed, with an invite for each confirmed session.
+    """
+    now = now or timezone.now()
+    ids = sorted(set(session_ids))
+    if not ids:
+        raise ServiceError("invalid", _("Choose at least one session."))
+    if not event.published or not event.registration_is_open(now):
+        raise ServiceError("not_open", _("Registration for this event is not open."))
+    email = normalise_email(email)
+
+    with transaction.atomic():
+        # Lock the sessions in id order, so two registrations for the same
+        # sessions queue behind each other instead of deadlocking.
+        sessions = list(
+            Session.objects.select_for_update().filter(event=event, pk__in=ids).order_by("pk")
+        )
+        if len(sessions) != len(ids):
+            raise ServiceError("invalid", _("Choose sessions of this event."))
+        closed = [s for s in sessions if not s.is_open_for_registration]
+        if closed:
+            raise ServiceError(
+                "not_open",
+                _("Registration is closed for: %(titles)s")
+                % {"titles": ", ".join(s.title for s in closed)},
+            )
+        registrant, created = _get_or_create_registrant(
+            event=event, email=email, name=name, organisation=organisation, language=language
+        )
+        result = RegistrationResult(registrant=registrant, created=created)
+        for session in sessions:
+            result.outcomes.append(_place(registrant=registrant, session=session, event=event))
+
+        if all(o.status == "full" for o in result.outcomes):
+            transaction.set_rollback(True)
+            raise ServiceError(
+                "full", _("Sorry, the sessions you chose are full and have no waiting list.")
+            )
+        changed = [o for o in result.outcomes if o.changed]
+        if changed:
+            ids_changed = [o.session.pk for o in changed]
+            transaction.on_commit(
+                lambda: emails.send_registration_update(registrant.pk, ids_changed)
+            )
+    return result
+
+
+def _get_or_create_registrant(
+    *, event: Event, email: str, name: str, organisation: str, language: str
+) -> tuple[Registrant, bool]:
+    try:
+        with transaction.atomic():
+            return Registrant.objects.get_or_create(
+                event=event,
+                email=email,
+                defaults={"name": name, "organisation": organisation, "language": language},
+            )
+    except IntegrityError:
+        # Another request inserted this e-mail between our read and write.
+        return Registrant.objects.get(event=event, email=email), False
+
+
+def _place(*, registrant: Registrant, session: Session, event: Event) -> Outcome:
+    """Give ``registrant`` a place on the locked ``session`` if they lack one."""
+    existing = Registration.objects.filter(registrant=registrant, session=session).first()
+    if existing and existing.status != Status.CANCELLED:
+        return Outcome(session=session, status=existing.status, changed=False)
+    status = _status_for_new_place(session=session, event=event)
+    if status is None:
+        return Outcome(session=session, status="full", changed=False)
+    if existing:
+        existing.status = status
+        existing.ical_revision += 1
+        existing.save(update_fields=["status", "ical_revision", "updated_at"])
+    else:
+        Registration.objects.create(registrant=registrant, session=session, status=status)
+    return Outcome(session=session, status=status, changed=True)
+
+
+def _status_for_new_place(*, session: Session, event: Event) -> str | None:
+    if event.approval_required:
+        return Status.PENDING
+    if _has_free_seat(session):
+        return Status.CONFIRMED
+    if event.waitlist_enabled:
+        return Status.WAITLISTED
+    return None
+
+
+def _has_free_seat(session: Session) -> bool:
+    if session.capacity is None:
+        return True
+    taken = Registration.objects.filter(session=session, status=Status.CONFIRMED).count()
+    return taken < session.capacity
+
+
+def _fill_free_seats(session: Session) -> list[int]:
+    """Promote waitlisted registrations, first come first served, into the
+    free seats of the locked ``session``. Returns the promoted ids."""
+    promoted = []
+    while _has_free_seat(session):
+        nxt = (
+            Registration.objects.filter(session=session, status=Status.WAITLISTED)
+            .order_by("created_at", "pk")
+            .first()
+        )
+        if nxt is None:
+            break
+        nxt.status = Status.CONFIRMED
+        nxt.ical_revision += 1
+        nxt.save(update_fields=["status", "ical_revision", "updated_at"])
+        promoted.append(nxt.pk)
+    return promoted
+
+
+def cancel_registrations(
+    *, registrant: Registrant, session_ids: Iterable[int] | None = None
+) -> list[Registration]:
+    """Cancel the registrant's active registrations (all, or those of
+    ``session_ids``). Each freed seat goes to the first waitlisted person.
+
+    Side effects, after commit: the registrant gets a cancellation e-mail
+    with METHOD:CANCEL invites; each promoted person gets a confirmation
+    with a METHOD:REQUEST invite.
+    """
+    with transaction.atomic():
+        sessions_qs = Session.objects.filter(registrations__registrant=registrant)
+        if session_ids is not None:
+            sessions_qs = sessions_qs.filter(pk__in=list(session_ids))
+        sessions = list(sessions_qs.select_for_update().order_by("pk").distinct())
+        cancelled: list[Registration] = []
+        promoted: list[int] = []
+        for session in sessions:
+            registration = Registration.objects.get(registrant=registrant, session=session)
+            if registration.status not in ACTIVE_STATUSES:
+                continue
+            registration.status = Status.CANCELLED
+            registration.ical_revision += 1
+            registration.save(update_fields=["status", "ical_revision", "updated_at"])
+            cancelled.append(registration)
+            promoted += _fill_free_seats(session)
+        if cancelled:
+            ids = [r.session_id for r in cancelled]
+            transaction.on_commit(lambda: emails.send_registration_update(registrant.pk, ids))
+        if promoted:
+            transaction.on_commit(lambda: emails.send_promotions(promoted))
+    return cancelled
+
+
+def approve_registration(*, registration_id: int, event: Event) -> Registration:
+    """Approve a pending registration: confirmed when a seat is free, else
+    waitlisted (or ``ServiceError("full")`` without a waiting list).
+
+    Side effects: the registrant is e-mailed after commit.
+    """
+    return _decide(registration_id=registration_id, event=event, approve=True)
+
+
+def reject_registration(*, registration_id: int, event: Event) -> Registration:
+    """Reject a pending or waitlisted registration; the registrant is e-mailed."""
+    return _decide(registration_id=registration_id, event=event, approve=False)
+
+
+def _decide(*, registration_id: int, event: Event, approve: bool) -> Registration:
+    with transaction.atomic():
+        try:
+            registration = Registration.objects.select_related("session", "registrant").get(
+                pk=registration_id, session__event=event
+            )
+        except Registration.DoesNotExist:
+            raise ServiceError("invalid", _("No such registration.")) from None
+        session = Session.objects.select_for_update().get(pk=registration.session_id)
+        registration.refresh_from_db(fields=["status"])
+        allowed = (Status.PENDING,) if approve else (Status.PENDING, Status.WAITLISTED)
+        if registration.status not in allowed:
+            raise ServiceError(
+                "invalid",
+                _("This registration is %(status)s and cannot be changed that way.")
+                % {"status": registration.get_status_display()},
+            )
+        if not approve:
+            new_status = Status.REJECTED
+        elif _has_free_seat(session):
+            new_status = Status.CONFIRMED
+        elif event.waitlist_enabled:
+            new_status = Status.WAITLISTED
+        else:
+            raise ServiceError("full", _("The session is full; free a seat or raise capacity."))
+        registration.status = new_status
+        registration.ical_revision += 1
+        registration.save(update_fields=["status", "ical_revision", "updated_at"])
+        registrant_id, session_id = registration.registrant_id, session.pk
+        transaction.on_commit(lambda: emails.send_registration_update(registrant_id, [session_id]))
+    return registration
+
+
+# Events and sessions ----------------------------------------------------------
+
+
+def create_event(*, user: AbstractBaseUser, **fields) -> Event:
+    """Create an event and make ``user`` its organiser."""
+    with transaction.atomic():
+        event = Event.objects.create(**fields)
+        EventRole.objects.create(event=event, user=user, role=EventRole.Role.ORGANISER)
+    return event
+
+
+#: Changing one of these changes the invite: SEQUENCE goes up and every
+#: confirmed registrant gets the updated invite.
+INVITE_FIELDS = ("starts_at", "ends_at", "location", "title")
+
+
+def save_session(*, session: Session, changes: dict) -> Session:
+    """Create (``session.pk`` is None) or update a session from validated
+    form data.
+
+    A change of time, place or title bumps the iCal SEQUENCE and e-mails
+    every confirmed registrant the updated invite after commit; raising the
+    capacity promotes waitlisted registrants.
+    """
+    with transaction.atomic():
+        if session.pk is None:
+            speakers = changes.pop("speakers", None)
+            for name, value in changes.items():
+                setattr(session, name, value)
+            session.full_clean()
+            session.save()
+            if speakers is not None:
+                session.speakers.set(speakers)
+            return session
+        locked = Session.objects.select_for_update().get(pk=session.pk)
+        if locked.status == Session.Status.CANCELLED:
+            raise ServiceError("closed", _("A cancelled session cannot be edited."))
+        speakers = changes.pop("speakers", None)
+        invite_changed = any(
+            name in changes and changes[name] != getattr(locked, name) for name in INVITE_FIELDS
+        )
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        if invite_changed:
+            locked.ical_sequence += 1
+        locked.full_clean()
+        locked.save()
+        if speakers is not None:
+            locked.speakers.set(speakers)
+        promoted = _fill_free_seats(locked)
+        if invite_changed:
+            transaction.on_commit(lambda: emails.send_session_update(locked.pk))
+        if promoted:
+            transaction.on_commit(lambda: emails.send_promotions(promoted))
+    return locked
+
+
+def cancel_session(*, session_id: int) -> Session:
+    """Cancel a session: status ``cancelled``, SEQUENCE bumped, and every
+    confirmed registrant e-mailed a METHOD:CANCEL invite after commit."""
+    with transaction.atomic():
+        session = Session.objects.select_for_update().get(pk=session_id)
+        if session.status == Session.Status.CANCELLED:
+            return session
+        if session.status == Session.Status.ENDED:
+            raise ServiceError("closed", _("An ended session cannot be cancelled."))
+        session.status = Session.Status.CANCELLED
+        session.ical_sequence += 1
+        session.save(update_fields=["status", "ical_sequence"])
+        transaction.on_commit(lambda: emails.send_session_update(session_id))
+    return session

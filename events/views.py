@@ -1,0 +1,248 @@
+"""Public pages: the event list, event pages, registration, the personal
+page behind each personal link, invites and the public JSON list."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from events import invites, services
+from events.errors import ServiceError
+from events.forms import CancelForm, RegistrationForm
+from events.models import Event, Registrant, Registration, Session
+from events.queries import public_events, sessions_with_counts
+
+#: The Django-session key that marks a browser as a registrant, per event.
+SESSION_KEY = "registrants"
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    upcoming, recent = public_events()
+    return render(request, "events/home.html", {"upcoming": upcoming, "recent": recent})
+
+
+def _published_event(slug: str) -> Event:
+    return get_object_or_404(Event, slug=slug, published=True)
+
+
+def _render_event(request: HttpRequest, event: Event, form: RegistrationForm, status=200):
+    return render(
+        request,
+        "events/event_detail.html",
+        {
+            "event": event,
+            "sessions": sessions_with_counts(event),
+            "speakers": event.speakers.all(),
+            "form": form,
+            "registration_open": event.registration_is_open(),
+        },
+        status=status,
+    )
+
+
+@require_GET
+def event_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    event = _published_event(slug)
+    return _render_event(request, event, RegistrationForm(event=event))
+
+
+@require_POST
+def register(request: HttpRequest, slug: str) -> HttpResponse:
+    event = _published_event(slug)
+    form = RegistrationForm(request.POST, event=event)
+    if not form.is_valid():
+        return _render_event(request, event, form, status=400)
+    try:
+        result = services.register_attendee(
+            event=event,
+            name=form.cleaned_data["name"],
+            email=form.cleaned_data["email"],
+            organisation=form.cleaned_data["organisation"],
+            session_ids=[s.pk for s in form.cleaned_data["sessions"]],
+            language=get_language() or settings.LANGUAGE_CODE,
+        )
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _render_event(request, event, form, status=400 if exc.code == "invalid" else 409)
+    for outcome in result.outcomes:
+        messages.add_message(request, *_outcome_message(outcome))
+    response = redirect(result.registrant.get_absolute_url())
+    response.status_code = 303
+    return response
+
+
+def _outcome_message(outcome: services.Outcome) -> tuple[int, str]:
+    title = outcome.session.title
+    if outcome.status == "full":
+        return messages.ERROR, _("%(title)s is full; you could not be registered.") % {
+            "title": title
+        }
+    texts = {
+        Registration.Status.CONFIRMED: _("You are registered for %(title)s."),
+        Registration.Status.WAITLISTED: _(
+            "%(title)s is full; you are on the waiting list and will be e-mailed if a seat frees up."
+        ),
+        Registration.Status.PENDING: _(
+            "Your registration for %(title)s awaits the organiser's approval."
+        ),
+        Registration.Status.REJECTED: _(
+            "Your registration for %(title)s was declined by the organiser."
+        ),
+    }
+    level = messages.SUCCESS if outcome.status == Registration.Status.CONFIRMED else messages.INFO
+    return level, texts[outcome.status] % {"title": title}
+
+
+def _registrant(token: str) -> Registrant:
+    return get_object_or_404(Registrant.objects.select_related("event"), token=token)
+
+
+@require_GET
+def personal(request: HttpRequest, token: str) -> HttpResponse:
+    registrant = _registrant(token)
+    registrations = registrant.registrations.select_related("session").order_by(
+        "session__starts_at", "session__pk"
+    )
+    registered_ids = {r.session_id for r in registrations}
+    others = [
+        s
+        for s in registrant.event.sessions.filter(
+            status__in=[Session.Status.SCHEDULED, Session.Status.LIVE]
+        )
+        if s.pk not in registered_ids
+    ]
+    return render(
+        request,
+        "events/personal.html",
+        {
+            "registrant": registrant,
+            "event": registrant.event,
+            "registrations": registrations,
+            "other_sessions": others,
+            "active_statuses": services.ACTIVE_STATUSES,
+        },
+    )
+
+
+@require_POST
+def cancel(request: HttpRequest, token: str) -> HttpResponse:
+    registrant = _registrant(token)
+    form = CancelForm(request.POST, registrant=registrant)
+    if not form.is_valid():
+        messages.error(request, _("Choose sessions you are registered for."))
+        return redirect(registrant.get_absolute_url(), permanent=False)
+    chosen = form.cleaned_data["sessions"]
+    cancelled = services.cancel_registrations(
+        registrant=registrant, session_ids=[s.pk for s in chosen] if chosen else None
+    )
+    if cancelled:
+        messages.success(
+            request,
+            _("Cancelled: %(titles)s.") % {"titles": ", ".join(r.session.title for r in cancelled)},
+        )
+    else:
+        messages.info(request, _("Nothing to cancel."))
+    response = redirect(registrant.get_absolute_url())
+    response.status_code = 303
+    return response
+
+
+def _calendar_response(body: bytes, method: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=f"text/calendar; charset=utf-8; method={method}")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_GET
+def invite(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
+    registrant = _registrant(token)
+    registration = get_object_or_404(
+        Registration.objects.select_related("session__event", "registrant"),
+        registrant=registrant,
+        session_id=session_id,
+    )
+    method = invites.method_for(registration)
+    if method is None:
+        return render(
+            request,
+            "events/no_invite.html",
+            {"registration": registration, "registrant": registrant},
+            status=409,
+        )
+    body = invites.registration_invite(registration)
+    return _calendar_response(body, method, f"session-{session_id}.ics")
+
+
+@require_GET
+def calendar_feed(request: HttpRequest, slug: str) -> HttpResponse:
+    event = _published_event(slug)
+    response = _calendar_response(invites.event_feed(event), "PUBLISH", f"{event.slug}.ics")
+    response["Content-Disposition"] = f'inline; filename="{event.slug}.ics"'
+    return response
+
+
+@require_GET
+def join(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
+    """Mark this browser as the registrant and send them to the live room."""
+    registrant = _registrant(token)
+    registration = get_object_or_404(
+        Registration.objects.select_related("session"),
+        registrant=registrant,
+        session_id=session_id,
+    )
+    if registration.status != Registration.Status.CONFIRMED:
+        messages.error(
+            request,
+            _("You can join %(title)s once your registration is confirmed.")
+            % {"title": registration.session.title},
+        )
+        return redirect(registrant.get_absolute_url())
+    marks = dict(request.session.get(SESSION_KEY, {}))
+    marks[str(registrant.event_id)] = registrant.pk
+    request.session[SESSION_KEY] = marks
+    return redirect(reverse("streaming:live", args=[session_id]))
+
+
+def registrant_for(request_session, event_id: int) -> int | None:
+    """The registrant id this browser was marked as for ``event_id``, if any."""
+    marks = request_session.get(SESSION_KEY) or {}
+    value = marks.get(str(event_id))
+    return value if isinstance(value, int) else None
+
+
+@require_GET
+def api_events(request: HttpRequest) -> JsonResponse:
+    events = Event.objects.filter(published=True).prefetch_related(
+        Prefetch("sessions", queryset=Session.objects.order_by("starts_at", "pk"))
+    )
+    site = settings.SITE_URL
+    payload = []
+    for event in events.order_by("pk"):
+        zone = event.zone
+        payload.append(
+            {
+                "slug": event.slug,
+                "title": event.title,
+                "event_url": site + event.get_absolute_url(),
+                "calendar_url": site + reverse("events:calendar", args=[event.slug]),
+                "time_zone": event.time_zone,
+                "sessions": [
+                    {
+                        "id": s.pk,
+                        "title": s.title,
+                        "starts_at": s.starts_at.astimezone(zone).isoformat(),
+                        "ends_at": s.ends_at.astimezone(zone).isoformat(),
+                        "status": s.status,
+                    }
+                    for s in event.sessions.all()
+                ],
+            }
+        )
+    return JsonResponse(payload, safe=False, json_dumps_params={"ensure_ascii": False})

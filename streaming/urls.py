@@ -1,0 +1,9 @@
+from django.urls import path
+
+from streaming import views
+
+app_name = "streaming"
+
+urlpatterns = [
+    path("sessions/<int:session_id>/live/", views.live, name="live"),
+]

@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests marked ``postgres`` need PostgreSQL and run in the
+production-shape pass of scripts/test."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _locmem_email(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default(settings):
+    """Assertions read English text unless a test asks for Chinese."""
+    settings.LANGUAGE_CODE = "en"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+@pytest.fixture
+def require_postgres():
+    if connection.vendor != "postgresql":
+        pytest.fail("this test needs DATABASE_URL to point at PostgreSQL")
