@@ -47,15 +47,28 @@ BACKENDS = {
 }
 
 
+SMTP_OPTIONS = {"tls", "timeout"}
+
+
+def _flag(value: str, what: str) -> bool:
+    value = value.strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    raise ImproperlyConfigured(f"EMAIL_URL {what} must be 0 or 1, not {value!r}")
+
+
 def parse_email_url(url: str) -> dict[str, object]:
     """Turn an ``EMAIL_URL`` into Django's ``EMAIL_*`` settings.
 
     ``smtp://user:pass@host:587`` uses STARTTLS (port 587 is the submission
     port, where STARTTLS is expected); ``smtps://`` uses implicit TLS (465);
-    ``?tls=0`` or ``?tls=1`` overrides the STARTTLS choice. ``console:``,
-    ``locmem:``, ``dummy:`` and ``file:///path`` pick the matching backend.
+    ``?tls=0`` or ``?tls=1`` overrides the STARTTLS choice and ``?timeout=``
+    sets the socket timeout in seconds (30). ``console:``, ``locmem:``,
+    ``dummy:`` and ``file:///path`` pick the matching backend.
     """
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in BACKENDS:
         raise ImproperlyConfigured(
@@ -63,26 +76,44 @@ def parse_email_url(url: str) -> dict[str, object]:
         )
     settings: dict[str, object] = {"EMAIL_BACKEND": BACKENDS[scheme]}
     if scheme == "file":
+        # file://relative/dir would silently put the host part aside.
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ImproperlyConfigured("EMAIL_URL needs an absolute path, e.g. file:///var/mail")
         settings["EMAIL_FILE_PATH"] = unquote(parts.path)
     if scheme not in ("smtp", "smtps"):
         return settings
     if not parts.hostname:
         raise ImproperlyConfigured("EMAIL_URL needs a host, e.g. smtp://user:pass@host:587")
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(query) - SMTP_OPTIONS
+    if unknown:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL has unknown options {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(SMTP_OPTIONS))}"
+        )
     try:
         port = parts.port or (465 if scheme == "smtps" else 25)
     except ValueError as exc:
         raise ImproperlyConfigured(f"EMAIL_URL has a bad port: {exc}") from None
     starttls = scheme == "smtp" and port == 587
     if "tls" in query:
-        starttls = query["tls"].lower() in TRUE_VALUES
+        starttls = _flag(query["tls"], "tls")
+    try:
+        timeout = int(query.get("timeout", "30"))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL timeout must be whole seconds, not {query['timeout']!r}"
+        ) from None
+    if timeout <= 0:
+        raise ImproperlyConfigured("EMAIL_URL timeout must be at least 1 second")
     settings.update(
         EMAIL_HOST=parts.hostname,
         EMAIL_PORT=port,
         EMAIL_HOST_USER=unquote(parts.username or ""),
         EMAIL_HOST_PASSWORD=unquote(parts.password or ""),
+        # Django refuses both at once; implicit TLS already encrypts.
         EMAIL_USE_TLS=starttls and scheme == "smtp",
         EMAIL_USE_SSL=scheme == "smtps",
-        EMAIL_TIMEOUT=int(query.get("timeout", "30")),
+        EMAIL_TIMEOUT=timeout,
     )
     return settings

@@ -195,10 +195,14 @@ def cancel_registrations(
     with a METHOD:REQUEST invite.
     """
     with transaction.atomic():
-        sessions_qs = Session.objects.filter(registrations__registrant=registrant)
+        own = Registration.objects.filter(registrant=registrant)
         if session_ids is not None:
-            sessions_qs = sessions_qs.filter(pk__in=list(session_ids))
-        sessions = list(sessions_qs.select_for_update().order_by("pk").distinct())
+            own = own.filter(session_id__in=list(session_ids))
+        sessions = list(
+            Session.objects.select_for_update()
+            .filter(pk__in=list(own.values_list("session_id", flat=True)))
+            .order_by("pk")
+        )
         cancelled: list[Registration] = []
         promoted: list[int] = []
         for session in sessions:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from django import template
+from django.templatetags.tz import do_timezone
 
 register = template.Library()
 
 
 @register.filter
 def in_zone(value, zone_name: str):
-    """The datetime converted to the named IANA zone, for display."""
+    """The datetime in the named IANA zone; the ``date`` filter then shows it
+    as is instead of converting it to the request's zone."""
     if value is None:
         return value
-    return value.astimezone(ZoneInfo(zone_name))
+    return do_timezone(value, zone_name)

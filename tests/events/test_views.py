@@ -1,0 +1,302 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from events.models import Registrant, Registration
+from events.views import SESSION_KEY
+from tests.factories import make_event, make_registration, make_session, make_speaker
+
+pytestmark = pytest.mark.django_db
+
+Status = Registration.Status
+
+
+def post_register(client, event, chosen, **fields):
+    data = {
+        "name": "张伟",
+        "email": "zhang.wei@example.org",
+        "organisation": "某认证有限公司",
+        "sessions": [s.pk for s in chosen],
+    }
+    data.update(fields)
+    return client.post(f"/events/{event.slug}/register/", data)
+
+
+def test_register_redirects_303_to_personal_page(client):
+    session = make_session()
+
+    response = post_register(client, session.event, [session])
+
+    registrant = Registrant.objects.get()
+    assert response.status_code == 303
+    assert response["Location"] == f"/r/{registrant.token}/"
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert "You are registered for" in page.content.decode()
+
+
+def test_register_twice_redirects_to_the_same_link(client):
+    session = make_session()
+    first = post_register(client, session.event, [session])
+
+    second = post_register(Client(), session.event, [session], email="ZHANG.WEI@example.org")
+
+    assert second["Location"] == first["Location"]
+    assert Registration.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "evil\u202eman"}, "name"),
+        ({"name": "nul\x00byte"}, "name"),
+        ({"sessions": []}, "sessions"),
+        ({"sessions": ["abc"]}, "sessions"),
+        ({"sessions": ["999999"]}, "sessions"),
+    ],
+)
+def test_register_invalid_input_rerenders_form_with_400(client, fields, error_field):
+    session = make_session()
+
+    response = post_register(client, session.event, [session], **fields)
+
+    assert response.status_code == 400
+    assert error_field in response.context["form"].errors
+    assert Registration.objects.count() == 0
+
+
+def test_register_full_without_waitlist_says_so_with_409(client):
+    session = make_session(make_event(waitlist_enabled=False), capacity=1)
+    make_registration(session)
+
+    response = post_register(client, session.event, [session])
+
+    assert response.status_code == 409
+    assert "full" in response.content.decode()
+    assert response.context["form"]["name"].value() == "张伟"
+
+
+def test_register_closed_registration_says_so_with_409(client):
+    session = make_session(make_event(registration_closes_at=timezone.now() - timedelta(days=1)))
+
+    response = post_register(client, session.event, [session])
+
+    assert response.status_code == 409
+    assert Registration.objects.count() == 0
+
+
+def test_register_requires_csrf_token():
+    session = make_session()
+    client = Client(enforce_csrf_checks=True)
+
+    response = post_register(client, session.event, [session])
+
+    assert response.status_code == 403
+    assert Registration.objects.count() == 0
+
+
+def test_register_get_is_not_allowed(client):
+    session = make_session()
+
+    assert client.get(f"/events/{session.event.slug}/register/").status_code == 405
+
+
+def test_event_page_shows_times_in_event_zone_and_speakers(client, django_assert_max_num_queries):
+    event = make_event(time_zone="Asia/Shanghai")
+    session = make_session(event, starts_at=datetime(2030, 3, 2, 6, 30, tzinfo=UTC))
+    session.speakers.add(make_speaker(event, name="王芳"))
+    for _ in range(3):
+        session.speakers.add(make_speaker(event))
+        make_session(event)
+
+    with django_assert_max_num_queries(8):
+        response = client.get(f"/events/{event.slug}/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "2030-03-02 14:30–16:30" in html
+    assert "王芳" in html
+
+
+def test_event_page_unpublished_is_404(client):
+    event = make_event(published=False)
+
+    assert client.get(f"/events/{event.slug}/").status_code == 404
+
+
+def test_personal_page_lists_each_status(client, django_assert_max_num_queries):
+    event = make_event()
+    sessions = [make_session(event, title=f"论坛 {i}") for i in range(4)]
+    statuses = [Status.CONFIRMED, Status.WAITLISTED, Status.PENDING, Status.CANCELLED]
+    registrations = [
+        make_registration(s, email="me@example.org", status=st)
+        for s, st in zip(sessions, statuses, strict=True)
+    ]
+    token = registrations[0].registrant.token
+
+    with django_assert_max_num_queries(8):
+        response = client.get(f"/r/{token}/")
+
+    html = response.content.decode()
+    for label in ("Confirmed", "Waiting list", "Pending approval", "Cancelled"):
+        assert label in html
+    assert html.count(f"/r/{token}/sessions/") >= 2  # join and invite of the confirmed one
+    assert f"/r/{token}/sessions/{sessions[0].pk}/join/" in html
+    assert f"/r/{token}/sessions/{sessions[1].pk}/join/" not in html
+
+
+def test_personal_page_unknown_token_is_404(client):
+    assert client.get("/r/not-a-real-token/").status_code == 404
+
+
+def test_cancel_all_when_no_sessions_given(client):
+    event = make_event()
+    one = make_registration(make_session(event), email="me@example.org")
+    two = make_registration(make_session(event), email="me@example.org")
+
+    response = client.post(f"/r/{one.registrant.token}/cancel/")
+
+    assert response.status_code == 303
+    assert response["Location"] == f"/r/{one.registrant.token}/"
+    assert set(
+        Registration.objects.filter(pk__in=[one.pk, two.pk]).values_list("status", flat=True)
+    ) == {Status.CANCELLED}
+
+
+def test_cancel_chosen_session_only(client):
+    event = make_event()
+    one = make_registration(make_session(event), email="me@example.org")
+    two = make_registration(make_session(event), email="me@example.org")
+
+    client.post(f"/r/{one.registrant.token}/cancel/", {"sessions": [two.session_id]})
+
+    one.refresh_from_db()
+    two.refresh_from_db()
+    assert (one.status, two.status) == (Status.CONFIRMED, Status.CANCELLED)
+
+
+def test_cancel_session_of_someone_else_changes_nothing(client):
+    mine = make_registration(make_session(), email="me@example.org")
+    theirs = make_registration(make_session(), email="them@example.org")
+
+    response = client.post(f"/r/{mine.registrant.token}/cancel/", {"sessions": [theirs.session_id]})
+
+    theirs.refresh_from_db()
+    assert response.status_code == 302
+    assert theirs.status == Status.CONFIRMED
+
+
+def test_join_marks_browser_and_redirects_to_live_room(client):
+    registration = make_registration(make_session())
+    token = registration.registrant.token
+
+    response = client.get(f"/r/{token}/sessions/{registration.session_id}/join/")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/sessions/{registration.session_id}/live/"
+    assert client.session[SESSION_KEY] == {
+        str(registration.session.event_id): registration.registrant_id
+    }
+    room = client.get(response["Location"])
+    assert registration.registrant.name in room.content.decode()
+
+
+def test_join_waitlisted_goes_back_to_personal_page(client):
+    registration = make_registration(make_session(), status=Status.WAITLISTED)
+    token = registration.registrant.token
+
+    response = client.get(f"/r/{token}/sessions/{registration.session_id}/join/")
+
+    assert response["Location"] == f"/r/{token}/"
+    assert SESSION_KEY not in client.session
+
+
+def test_join_session_not_registered_is_404(client):
+    registration = make_registration(make_session())
+    other = make_session(registration.session.event)
+
+    response = client.get(f"/r/{registration.registrant.token}/sessions/{other.pk}/join/")
+
+    assert response.status_code == 404
+
+
+def test_live_page_unknown_session_is_404(client):
+    assert client.get("/sessions/999999/live/").status_code == 404
+
+
+def test_api_events_lists_published_events_with_offsets(client, settings):
+    settings.SITE_URL = "https://tongxin.example.org"
+    event = make_event(slug="forum", title="复工复产论坛", time_zone="Asia/Shanghai")
+    session = make_session(
+        event,
+        title="远程审核",
+        starts_at=datetime(2030, 3, 2, 6, 30, tzinfo=UTC),
+        status="live",
+    )
+    make_event(published=False)
+
+    response = client.get("/api/events/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == [
+        {
+            "slug": "forum",
+            "title": "复工复产论坛",
+            "event_url": "https://tongxin.example.org/events/forum/",
+            "calendar_url": "https://tongxin.example.org/events/forum/calendar.ics",
+            "time_zone": "Asia/Shanghai",
+            "sessions": [
+                {
+                    "id": session.pk,
+                    "title": "远程审核",
+                    "starts_at": "2030-03-02T14:30:00+08:00",
+                    "ends_at": "2030-03-02T16:30:00+08:00",
+                    "status": "live",
+                }
+            ],
+        }
+    ]
+
+
+def test_home_lists_upcoming_and_recent(client):
+    upcoming = make_event(title="即将举行")
+    make_session(upcoming)
+    past = make_event(title="往期回顾")
+    make_session(
+        past,
+        starts_at=timezone.now() - timedelta(days=3),
+        status="ended",
+    )
+    hidden = make_event(title="未发布", published=False)
+    make_session(hidden)
+
+    response = client.get("/")
+
+    assert [e.title for e in response.context["upcoming"]] == ["即将举行"]
+    assert [e.title for e in response.context["recent"]] == ["往期回顾"]
+    assert "未发布" not in response.content.decode()
+
+
+def test_pages_are_chinese_by_default(client, settings):
+    settings.LANGUAGE_CODE = "zh-hans"
+    session = make_session()
+
+    response = client.get(f"/events/{session.event.slug}/")
+
+    assert '<html lang="zh-hans">' in response.content.decode()
+
+
+def test_language_switch_to_english_sticks(client, settings):
+    settings.LANGUAGE_CODE = "zh-hans"
+    session = make_session()
+
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    response = client.get(f"/events/{session.event.slug}/")
+
+    assert '<html lang="en">' in response.content.decode()
