@@ -8,19 +8,37 @@ session whose invite changed.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.mime.text import MIMEText
+from typing import ParamSpec
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
-from django.utils import translation
+from django.utils import timezone, translation
 
 from events import invites
 from events.models import Registrant, Registration, Session
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+
+
+def _logged(func: Callable[P, None]) -> Callable[P, None]:
+    """Runs after commit, inside the request that committed: an exception
+    here would turn a stored registration into an error page."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            func(*args, **kwargs)
+        except Exception:
+            logger.exception("registration e-mail failed: %s%r", func.__name__, args)
+
+    return wrapper
 
 
 def _calendar_part(registration: Registration) -> MIMEText | None:
@@ -36,10 +54,11 @@ def _calendar_part(registration: Registration) -> MIMEText | None:
 
 
 def _message(registrant: Registrant, registrations: list[Registration]) -> EmailMultiAlternatives:
-    with translation.override(registrant.language):
+    event = registrant.event
+    with translation.override(registrant.language), timezone.override(event.zone):
         context = {
             "registrant": registrant,
-            "event": registrant.event,
+            "event": event,
             "registrations": registrations,
             "personal_url": registrant.personal_url(),
         }
@@ -50,6 +69,8 @@ def _message(registrant: Registrant, registrations: list[Registration]) -> Email
         body=body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[registrant.email],
+        reply_to=[event.organiser_email] if event.organiser_email else None,
+        headers={"Content-Language": registrant.language},
     )
     for registration in registrations:
         part = _calendar_part(registration)
@@ -58,15 +79,30 @@ def _message(registrant: Registrant, registrations: list[Registration]) -> Email
     return message
 
 
-def _send(messages: list[EmailMultiAlternatives]) -> None:
-    if not messages:
+def _send(messages: Iterable[EmailMultiAlternatives]) -> None:
+    """Send over one connection. A refused recipient costs only their own
+    message; a server that cannot be reached stops the run with one log
+    line instead of one timeout per registrant."""
+    connection = get_connection()
+    try:
+        connection.open()
+    except Exception:
+        logger.exception("could not connect to the mail server; registration e-mails not sent")
         return
     try:
-        with get_connection() as connection:
-            connection.send_messages(messages)
-    except Exception:
-        # The registration is committed; the personal page still shows it.
-        logger.exception("could not send %d registration e-mail(s)", len(messages))
+        for message in messages:
+            try:
+                connection.send_messages([message])
+            except Exception:
+                logger.exception("could not send a registration e-mail to %s", message.to)
+                connection.close()
+                try:
+                    connection.open()
+                except Exception:
+                    logger.exception("mail server went away; remaining e-mails not sent")
+                    return
+    finally:
+        connection.close()
 
 
 def _registrations(**filters) -> Iterable[Registration]:
@@ -75,6 +111,7 @@ def _registrations(**filters) -> Iterable[Registration]:
     )
 
 
+@_logged
 def send_registration_update(registrant_id: int, session_ids: list[int]) -> None:
     """One e-mail telling a registrant where they now stand for these sessions."""
     registrations = list(_registrations(registrant_id=registrant_id, session_id__in=session_ids))
@@ -82,11 +119,13 @@ def send_registration_update(registrant_id: int, session_ids: list[int]) -> None
         _send([_message(registrations[0].registrant, registrations)])
 
 
+@_logged
 def send_promotions(registration_ids: list[int]) -> None:
     """Tell each promoted registrant that their seat is confirmed."""
-    _send([_message(r.registrant, [r]) for r in _registrations(pk__in=registration_ids)])
+    _send(_message(r.registrant, [r]) for r in _registrations(pk__in=registration_ids))
 
 
+@_logged
 def send_session_update(session_id: int) -> None:
     """Send every confirmed registrant the session's updated (or cancelled)
     invite. Registrants who cancelled earlier have already had a CANCEL."""
@@ -96,4 +135,5 @@ def send_session_update(session_id: int) -> None:
         # Anyone still holding or awaiting a place should hear it is off.
         statuses += [Registration.Status.WAITLISTED, Registration.Status.PENDING]
     registrations = _registrations(session_id=session_id, status__in=statuses)
-    _send([_message(r.registrant, [r]) for r in registrations.iterator(chunk_size=500)])
+    # Built one at a time: a session may have tens of thousands of registrants.
+    _send(_message(r.registrant, [r]) for r in registrations.iterator(chunk_size=500))

@@ -10,6 +10,7 @@ they were sent before.
 from __future__ import annotations
 
 from datetime import timedelta
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -40,22 +41,19 @@ def method_for(registration: Registration) -> str | None:
 
 
 def _organizer(event: Event) -> vCalAddress:
-    email = event.organiser_email or _address_of(settings.DEFAULT_FROM_EMAIL)
+    email = event.organiser_email or parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
     organizer = vCalAddress(f"mailto:{email}")
     organizer.params["CN"] = event.organiser_name or event.title
     return organizer
 
 
-def _address_of(from_email: str) -> str:
-    return from_email.rsplit("<", 1)[-1].rstrip(">").strip()
-
-
 def _vevent(session: Session, *, sequence: int, cancelled: bool, url: str) -> VEvent:
     event = session.event
     zone = event.zone
+    # Not stripped: the organiser's text must reach the calendar unchanged.
     description = session.description
     if url:
-        description = f"{description}\n\n{url}".strip()
+        description = f"{description}\n\n{url}" if description else url
     vevent = VEvent.new(
         uid=session_uid(session),
         summary=session.title,
@@ -78,8 +76,17 @@ def _vevent(session: Session, *, sequence: int, cancelled: bool, url: str) -> VE
     return vevent
 
 
-def _calendar(method: str, vevents: list[VEvent], *, name: str | None = None) -> bytes:
+def _calendar(
+    method: str, vevents: list[VEvent], *, name: str | None = None, zone: str | None = None
+) -> bytes:
     calendar = Calendar.new(prodid=PRODID, method=method, name=name)
+    # icalendar adds a fresh random calendar UID each time; naive readers
+    # take the first UID line for the event's, and the feed must not seem to
+    # be a new calendar on every refresh.
+    del calendar["UID"]
+    if zone:
+        # Google and Apple show a subscribed feed in this zone.
+        calendar.add("X-WR-TIMEZONE", zone)
     for vevent in vevents:
         calendar.add_component(vevent)
     if vevents:
@@ -127,4 +134,4 @@ def event_feed(event: Event) -> bytes:
         )
         for session in event.sessions.order_by("starts_at", "pk")
     ]
-    return _calendar("PUBLISH", vevents, name=event.title)
+    return _calendar("PUBLISH", vevents, name=event.title, zone=event.time_zone)
