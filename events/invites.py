@@ -30,14 +30,16 @@ def session_uid(session: Session) -> str:
 
 def method_for(registration: Registration) -> str | None:
     """REQUEST while confirmed, CANCEL once cancelled or rejected (or the
-    session was cancelled); None while no invite has been sent yet."""
+    session was cancelled); None for places that never had an invite
+    (waitlisted, pending), so they get no calendar entry to remove."""
+    Status = Registration.Status
+    if registration.status in (Status.WAITLISTED, Status.PENDING):
+        return None
     if registration.session.status == Session.Status.CANCELLED:
         return "CANCEL"
-    if registration.status == Registration.Status.CONFIRMED:
+    if registration.status == Status.CONFIRMED:
         return "REQUEST"
-    if registration.status in (Registration.Status.CANCELLED, Registration.Status.REJECTED):
-        return "CANCEL"
-    return None
+    return "CANCEL"
 
 
 def _organizer(event: Event) -> vCalAddress:

@@ -369,6 +369,19 @@ def test_cancel_session_emails_cancel(django_capture_on_commit_callbacks):
     assert vevent["SEQUENCE"] == 1
 
 
+def test_cancel_session_tells_waiting_list_without_an_invite(django_capture_on_commit_callbacks):
+    session = make_session(starts_at=STARTS)
+    make_registration(session, email="waiting@example.org", status="waitlisted")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.cancel_session(session_id=session.pk)
+
+    assert [m.to for m in mail.outbox] == [["waiting@example.org"]]
+    message = as_parsed(mail.outbox[0])
+    assert "This session has been cancelled." in body_text(message)
+    assert calendar_parts(message) == []
+
+
 # A real SMTP server -----------------------------------------------------------------
 
 
