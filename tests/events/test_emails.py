@@ -369,6 +369,7 @@ def test_cancel_session_emails_cancel(django_capture_on_commit_callbacks):
     assert vevent["SEQUENCE"] == 1
 
 
+@pytest.mark.django_db
 def test_cancel_session_tells_waiting_list_without_an_invite(django_capture_on_commit_callbacks):
     session = make_session(starts_at=STARTS)
     make_registration(session, email="waiting@example.org", status="waitlisted")
