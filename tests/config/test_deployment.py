@@ -59,6 +59,17 @@ def test_debug_off_without_secret_key_refuses_to_start(tmp_path):
     assert "SECRET_KEY is required when DEBUG=0" in result.stderr
 
 
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    env = production_env(
+        tmp_path, SITE_URL="https://tongxin.example.org", ALLOWED_HOSTS="tongxin.example.org"
+    )
+
+    result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
 def test_daphne_with_debug_off_serves_pages_and_static_files(tmp_path):
     env = production_env(tmp_path)
     for args in (("migrate", "--no-input"), ("collectstatic", "--no-input")):
