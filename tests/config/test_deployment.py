@@ -28,8 +28,8 @@ def production_env(tmp_path, **extra) -> dict[str, str]:
         SECRET_KEY="test-secret-key-" + "x" * 40,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DATABASE_URL=f"sqlite:///{tmp_path / 'prod.sqlite3'}",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
