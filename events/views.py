@@ -110,7 +110,8 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
     registrations = registrant.registrations.select_related("session").order_by(
         "session__starts_at", "session__pk"
     )
-    registered_ids = {r.session_id for r in registrations}
+    # Sessions they hold or await a place on; cancelled ones may be taken again.
+    registered_ids = {r.session_id for r in registrations if r.status in services.ACTIVE_STATUSES}
     others = [
         s
         for s in registrant.event.sessions.filter(

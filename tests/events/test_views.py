@@ -300,3 +300,13 @@ def test_language_switch_to_english_sticks(client, settings):
     response = client.get(f"/events/{session.event.slug}/")
 
     assert '<html lang="en">' in response.content.decode()
+
+
+def test_personal_page_offers_cancelled_sessions_again(client):
+    event = make_event()
+    held = make_registration(make_session(event), email="me@example.org")
+    dropped = make_registration(make_session(event), email="me@example.org", status="cancelled")
+
+    response = client.get(f"/r/{held.registrant.token}/")
+
+    assert [s.pk for s in response.context["other_sessions"]] == [dropped.session_id]
