@@ -16,6 +16,7 @@ from typing import ParamSpec
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
@@ -105,7 +106,7 @@ def _send(messages: Iterable[EmailMultiAlternatives]) -> None:
         connection.close()
 
 
-def _registrations(**filters) -> Iterable[Registration]:
+def _registrations(**filters) -> QuerySet[Registration]:
     return Registration.objects.filter(**filters).select_related(
         "session__event", "registrant__event"
     )

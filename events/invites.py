@@ -9,7 +9,7 @@ they were sent before.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -92,14 +92,16 @@ def _calendar(
     for vevent in vevents:
         calendar.add_component(vevent)
     if vevents:
-        starts = [v.start for v in vevents]
-        ends = [v.end for v in vevents]
         # A narrow range keeps VTIMEZONE to the transitions that matter.
         calendar.add_missing_timezones(
-            first_date=min(starts).date() - timedelta(days=1),
-            last_date=max(ends).date() + timedelta(days=1),
+            first_date=min(_day(v.start) for v in vevents) - timedelta(days=1),
+            last_date=max(_day(v.end) for v in vevents) + timedelta(days=1),
         )
     return calendar.to_ical()
+
+
+def _day(value: date) -> date:
+    return value.date() if isinstance(value, datetime) else value
 
 
 def registration_invite(registration: Registration) -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -272,7 +272,7 @@ def _decide(*, registration_id: int, event: Event, approve: bool) -> Registratio
 # Events and sessions ----------------------------------------------------------
 
 
-def create_event(*, user: AbstractBaseUser, **fields) -> Event:
+def create_event(*, user: User, **fields) -> Event:
     """Create an event and make ``user`` its organiser."""
     with transaction.atomic():
         event = Event.objects.create(**fields)
