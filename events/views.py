@@ -107,9 +107,13 @@ def _registrant(token: str) -> Registrant:
 @require_GET
 def personal(request: HttpRequest, token: str) -> HttpResponse:
     registrant = _registrant(token)
-    registrations = registrant.registrations.select_related("session").order_by(
-        "session__starts_at", "session__pk"
+    registrations = list(
+        registrant.registrations.select_related("session").order_by(
+            "session__starts_at", "session__pk"
+        )
     )
+    for registration in registrations:
+        registration.invite_method = invites.method_for(registration)
     # Sessions they hold or await a place on; cancelled ones may be taken again.
     registered_ids = {r.session_id for r in registrations if r.status in services.ACTIVE_STATUSES}
     others = [

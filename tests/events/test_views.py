@@ -310,3 +310,17 @@ def test_personal_page_offers_cancelled_sessions_again(client):
     response = client.get(f"/r/{held.registrant.token}/")
 
     assert [s.pk for s in response.context["other_sessions"]] == [dropped.session_id]
+
+
+def test_personal_page_links_an_invite_only_where_one_exists(client):
+    event = make_event()
+    confirmed = make_registration(make_session(event), email="me@example.org")
+    waiting = make_registration(
+        make_session(event, status="cancelled"), email="me@example.org", status="waitlisted"
+    )
+    token = confirmed.registrant.token
+
+    html = client.get(f"/r/{token}/").content.decode()
+
+    assert f"/r/{token}/sessions/{confirmed.session_id}/invite.ics" in html
+    assert f"/r/{token}/sessions/{waiting.session_id}/invite.ics" not in html
