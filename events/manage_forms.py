@@ -149,7 +149,7 @@ class SessionForm(forms.ModelForm):
     starts_at = LocalDateTimeField(label=_("Starts"))
     ends_at = LocalDateTimeField(label=_("Ends"))
     certificate_threshold_percent = forms.IntegerField(
-        label=_("Certificate threshold (% of scheduled length)"),
+        label=_("Certificate threshold (percentage of scheduled length)"),
         min_value=1,
         max_value=100,
         initial=80,

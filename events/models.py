@@ -138,7 +138,7 @@ class Session(models.Model):
     replay_url = models.URLField(_("replay address"), max_length=500, blank=True)
     qa_moderated = models.BooleanField(_("questions need approval"), default=True)
     certificate_threshold_percent = models.PositiveSmallIntegerField(
-        _("certificate threshold (% of scheduled length)"), default=80
+        _("certificate threshold (percentage of scheduled length)"), default=80
     )
     ical_sequence = models.PositiveIntegerField(default=0, editable=False)
     speakers = models.ManyToManyField(

@@ -53,7 +53,8 @@ def make_registration(
     registrant, _ = Registrant.objects.get_or_create(
         event=session.event,
         email=(email or f"person{n}@example.org").lower(),
-        defaults={"name": fields.pop("name", f"Person {n}"), **fields},
+        # English, like the rest of the suite's assertions.
+        defaults={"name": fields.pop("name", f"Person {n}"), "language": "en", **fields},
     )
     return Registration.objects.create(registrant=registrant, session=session, status=status)
 

@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
                 ('stream_url', models.URLField(blank=True, max_length=500, verbose_name='stream address')),
                 ('replay_url', models.URLField(blank=True, max_length=500, verbose_name='replay address')),
                 ('qa_moderated', models.BooleanField(default=True, verbose_name='questions need approval')),
-                ('certificate_threshold_percent', models.PositiveSmallIntegerField(default=80, verbose_name='certificate threshold (% of scheduled length)')),
+                ('certificate_threshold_percent', models.PositiveSmallIntegerField(default=80, verbose_name='certificate threshold (percentage of scheduled length)')),
                 ('ical_sequence', models.PositiveIntegerField(default=0, editable=False)),
                 ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sessions', to='events.event')),
             ],

@@ -69,7 +69,7 @@
     var label = el.getAttribute("data-local-label");
     var local = document.createElement("span");
     local.className = "local-time";
-    local.textContent = (label ? label + ": " : "") + fmt.format(start) + "–" + endFmt.format(end) +
+    local.textContent = (label ? label + " " : "") + fmt.format(start) + "–" + endFmt.format(end) +
       " (" + viewerZone + ")";
     el.insertAdjacentElement("afterend", local);
   });
