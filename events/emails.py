@@ -21,7 +21,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from events import invites
-from events.models import Registrant, Registration, Session
+from events.models import Registrant, Registration
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +128,9 @@ def send_promotions(registration_ids: list[int]) -> None:
 
 @_logged
 def send_session_update(session_id: int) -> None:
-    """Send every confirmed registrant the session's updated (or cancelled)
-    invite. Registrants who cancelled earlier have already had a CANCEL."""
-    session = Session.objects.get(pk=session_id)
-    statuses = [Registration.Status.CONFIRMED]
-    if session.status == Session.Status.CANCELLED:
-        # Anyone still holding or awaiting a place should hear it is off.
-        statuses += [Registration.Status.WAITLISTED, Registration.Status.PENDING]
-    registrations = _registrations(session_id=session_id, status__in=statuses)
+    """Tell everyone holding or awaiting a place of the session's new time,
+    place or cancellation; the confirmed get the updated invite. Those who
+    cancelled earlier have already had a CANCEL."""
+    registrations = _registrations(session_id=session_id, status__in=Registration.ACTIVE_STATUSES)
     # Built one at a time: a session may have tens of thousands of registrants.
     _send(_message(r.registrant, [r]) for r in registrations.iterator(chunk_size=500))

@@ -47,7 +47,7 @@ class RegistrationForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.event = event
         self.fields["sessions"].queryset = event.sessions.filter(
-            status__in=[Session.Status.SCHEDULED, Session.Status.LIVE]
+            status__in=Session.OPEN_STATUSES
         ).order_by("starts_at", "pk")
 
     def clean_name(self) -> str:

@@ -249,13 +249,7 @@ def session_cancel(request: HttpRequest, session_id: int) -> HttpResponse:
                 % {"title": session.title},
             )
         return _see_other(reverse("manage:event", args=[session.event_id]))
-    notified = session.registrations.filter(
-        status__in=[
-            Registration.Status.CONFIRMED,
-            Registration.Status.WAITLISTED,
-            Registration.Status.PENDING,
-        ]
-    ).count()
+    notified = session.registrations.filter(status__in=Registration.ACTIVE_STATUSES).count()
     return render(
         request,
         "manage/session_cancel.html",

@@ -167,9 +167,12 @@ class Session(models.Model):
     def duration(self) -> timedelta:
         return self.ends_at - self.starts_at
 
+    #: Sessions people can still register for, cancel, or be promoted into.
+    OPEN_STATUSES = (Status.SCHEDULED, Status.LIVE)
+
     @property
     def is_open_for_registration(self) -> bool:
-        return self.status in (self.Status.SCHEDULED, self.Status.LIVE)
+        return self.status in self.OPEN_STATUSES
 
     def live_url(self) -> str:
         return reverse("streaming:live", args=[self.pk])
@@ -219,6 +222,9 @@ class Registration(models.Model):
         PENDING = "pending", _("Pending approval")
         CANCELLED = "cancelled", _("Cancelled")
         REJECTED = "rejected", _("Rejected")
+
+    #: Statuses that hold or await a place; the others are history.
+    ACTIVE_STATUSES = (Status.CONFIRMED, Status.WAITLISTED, Status.PENDING)
 
     registrant = models.ForeignKey(
         Registrant, on_delete=models.CASCADE, related_name="registrations"

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -24,8 +25,6 @@ from events.errors import ServiceError
 from events.models import Event, EventRole, Registrant, Registration, Session
 
 Status = Registration.Status
-#: Statuses that hold (or wait for) a place; the others are history.
-ACTIVE_STATUSES = (Status.CONFIRMED, Status.WAITLISTED, Status.PENDING)
 
 
 def normalise_email(email: str) -> str:
@@ -140,9 +139,12 @@ def _place(*, registrant: Registrant, session: Session, event: Event) -> Outcome
     if status is None:
         return Outcome(session=session, status="full", changed=False)
     if existing:
+        # A new place after a cancellation queues from now, not from the
+        # original registration, so it cannot jump the waiting list.
         existing.status = status
         existing.ical_revision += 1
-        existing.save(update_fields=["status", "ical_revision", "updated_at"])
+        existing.created_at = timezone.now()
+        existing.save(update_fields=["status", "ical_revision", "created_at", "updated_at"])
     else:
         Registration.objects.create(registrant=registrant, session=session, status=status)
     return Outcome(session=session, status=status, changed=True)
@@ -168,19 +170,19 @@ def _has_free_seat(session: Session) -> bool:
 def _fill_free_seats(session: Session) -> list[int]:
     """Promote waitlisted registrations, first come first served, into the
     free seats of the locked ``session``. Returns the promoted ids."""
-    promoted = []
-    while _has_free_seat(session):
-        nxt = (
-            Registration.objects.filter(session=session, status=Status.WAITLISTED)
-            .order_by("created_at", "pk")
-            .first()
+    if not session.is_open_for_registration:
+        return []
+    waiting = Registration.objects.filter(session=session, status=Status.WAITLISTED)
+    if session.capacity is not None:
+        taken = Registration.objects.filter(session=session, status=Status.CONFIRMED).count()
+        waiting = waiting.order_by("created_at", "pk")[: max(session.capacity - taken, 0)]
+    promoted = list(waiting.values_list("pk", flat=True))
+    if promoted:
+        Registration.objects.filter(pk__in=promoted).update(
+            status=Status.CONFIRMED,
+            ical_revision=F("ical_revision") + 1,
+            updated_at=timezone.now(),
         )
-        if nxt is None:
-            break
-        nxt.status = Status.CONFIRMED
-        nxt.ical_revision += 1
-        nxt.save(update_fields=["status", "ical_revision", "updated_at"])
-        promoted.append(nxt.pk)
     return promoted
 
 
@@ -207,7 +209,11 @@ def cancel_registrations(
         promoted: list[int] = []
         for session in sessions:
             registration = Registration.objects.get(registrant=registrant, session=session)
-            if registration.status not in ACTIVE_STATUSES:
+            # A place on an ended session is a record of attendance: keep it.
+            if (
+                registration.status not in Registration.ACTIVE_STATUSES
+                or not session.is_open_for_registration
+            ):
                 continue
             registration.status = Status.CANCELLED
             registration.ical_revision += 1
@@ -245,6 +251,8 @@ def _decide(*, registration_id: int, event: Event, approve: bool) -> Registratio
         except Registration.DoesNotExist:
             raise ServiceError("invalid", _("No such registration.")) from None
         session = Session.objects.select_for_update().get(pk=registration.session_id)
+        if not session.is_open_for_registration:
+            raise ServiceError("closed", _("This session has ended or was cancelled."))
         registration.refresh_from_db(fields=["status"])
         allowed = (Status.PENDING,) if approve else (Status.PENDING, Status.WAITLISTED)
         if registration.status not in allowed:
@@ -320,8 +328,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
             locked.speakers.set(speakers)
         promoted = _fill_free_seats(locked)
         if invite_changed:
+            # Reaches the newly promoted too, with their confirmed invite.
             transaction.on_commit(lambda: emails.send_session_update(locked.pk))
-        if promoted:
+        elif promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
     return locked
 

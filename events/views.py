@@ -114,13 +114,14 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
     )
     for registration in registrations:
         registration.invite_method = invites.method_for(registration)
-    # Sessions they hold or await a place on; cancelled ones may be taken again.
-    registered_ids = {r.session_id for r in registrations if r.status in services.ACTIVE_STATUSES}
+    # Cancelled places may be taken again; others (held, awaited or
+    # declined) stay as they are.
+    registered_ids = {
+        r.session_id for r in registrations if r.status != Registration.Status.CANCELLED
+    }
     others = [
         s
-        for s in registrant.event.sessions.filter(
-            status__in=[Session.Status.SCHEDULED, Session.Status.LIVE]
-        )
+        for s in registrant.event.sessions.filter(status__in=Session.OPEN_STATUSES)
         if s.pk not in registered_ids
     ]
     return render(
@@ -131,7 +132,7 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
             "event": registrant.event,
             "registrations": registrations,
             "other_sessions": others,
-            "active_statuses": services.ACTIVE_STATUSES,
+            "active_statuses": Registration.ACTIVE_STATUSES,
         },
     )
 

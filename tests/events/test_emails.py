@@ -313,7 +313,7 @@ def test_cancel_promotes_waitlisted_and_emails_request(django_capture_on_commit_
 
 
 @pytest.mark.django_db
-def test_reschedule_emails_confirmed_registrants_higher_sequence(
+def test_reschedule_emails_everyone_with_a_place_invites_with_higher_sequence(
     django_capture_on_commit_callbacks,
 ):
     session = make_session(starts_at=STARTS, capacity=2)
@@ -328,8 +328,11 @@ def test_reschedule_emails_confirmed_registrants_higher_sequence(
             session=session, changes={"starts_at": moved, "ends_at": moved + timedelta(hours=2)}
         )
 
-    assert sorted(m.to[0] for m in mail.outbox) == ["a@example.org", "b@example.org"]
-    for sent in mail.outbox:
+    sent_to = {m.to[0]: m for m in mail.outbox}
+    assert sorted(sent_to) == ["a@example.org", "b@example.org", "waiting@example.org"]
+    # The waiting list hears of the new time, with no invite to add.
+    assert calendar_parts(as_parsed(sent_to.pop("waiting@example.org"))) == []
+    for sent in sent_to.values():
         ((method, calendar),) = calendar_parts(as_parsed(sent))
         assert method == "REQUEST"
         vevent = sole_event(calendar)

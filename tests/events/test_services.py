@@ -265,3 +265,56 @@ def test_cancel_session_sets_status_and_sequence_once():
 
     session.refresh_from_db()
     assert (session.status, session.ical_sequence) == ("cancelled", 1)
+
+
+def test_register_again_after_cancel_queues_behind_those_already_waiting():
+    session = make_session(capacity=1)
+    holder = make_registration(session)
+    comeback = register(session.event, email="comeback@example.org", sessions=[session])
+    services.cancel_registrations(registrant=comeback.registrant)
+    waiting = make_registration(session, status=Status.WAITLISTED)
+    register(session.event, email="comeback@example.org", sessions=[session])
+
+    services.cancel_registrations(registrant=holder.registrant)
+
+    waiting.refresh_from_db()
+    again = Registration.objects.get(registrant=comeback.registrant)
+    assert (waiting.status, again.status) == (Status.CONFIRMED, Status.WAITLISTED)
+
+
+def test_cancel_registrations_keeps_places_on_ended_sessions():
+    event = make_event()
+    ended = make_session(event, status="ended", capacity=1)
+    upcoming = make_session(event)
+    held = make_registration(ended, email="me@example.org")
+    make_registration(upcoming, email="me@example.org")
+    waiting = make_registration(ended, status=Status.WAITLISTED)
+
+    cancelled = services.cancel_registrations(registrant=held.registrant)
+
+    held.refresh_from_db()
+    waiting.refresh_from_db()
+    assert [r.session_id for r in cancelled] == [upcoming.pk]
+    assert (held.status, waiting.status) == (Status.CONFIRMED, Status.WAITLISTED)
+
+
+def test_approve_registration_on_ended_session_is_closed():
+    session = make_session(make_event(approval_required=True), status="ended")
+    pending = make_registration(session, status=Status.PENDING)
+
+    with pytest.raises(ServiceError) as error:
+        services.approve_registration(registration_id=pending.pk, event=session.event)
+
+    assert error.value.code == "closed"
+
+
+def test_save_session_raising_capacity_promotes_in_order_up_to_the_new_limit():
+    session = make_session(capacity=1)
+    make_registration(session)
+    waiting = [make_registration(session, status=Status.WAITLISTED) for _ in range(4)]
+
+    services.save_session(session=session, changes={"capacity": 3})
+
+    statuses = [Registration.objects.get(pk=r.pk).status for r in waiting]
+    assert statuses == [Status.CONFIRMED, Status.CONFIRMED, Status.WAITLISTED, Status.WAITLISTED]
+    assert [Registration.objects.get(pk=r.pk).ical_revision for r in waiting] == [1, 1, 0, 0]
