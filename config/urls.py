@@ -1,7 +1,12 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
+
+from config.converters import IdConverter
+
+# Before the includes below, which read their patterns as they are imported.
+register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),

@@ -8,7 +8,11 @@ from events.models import Event, EventRole, Registrant, Registration, Session, S
 class SessionInline(admin.TabularInline):
     model = Session
     fields = ("title", "starts_at", "ends_at", "status", "capacity")
+    # Times, status and capacity change through /manage/, whose services
+    # bump invite sequences, promote the waiting list and e-mail people.
+    readonly_fields = fields
     extra = 0
+    can_delete = False
     show_change_link = True
 
 
@@ -26,6 +30,7 @@ class SessionAdmin(admin.ModelAdmin):
     list_filter = ("status", "event")
     search_fields = ("title",)
     filter_horizontal = ("speakers",)
+    readonly_fields = ("starts_at", "ends_at", "status", "capacity", "ical_sequence")
 
 
 @admin.register(Speaker)
@@ -49,6 +54,10 @@ class RegistrationAdmin(admin.ModelAdmin):
     list_filter = ("status", "session__event")
     search_fields = ("registrant__name", "registrant__email")
     list_select_related = ("registrant", "session")
+    raw_id_fields = ("registrant", "session")
+    # Approve, reject and cancel under /manage/ or the personal page, where
+    # capacity and the waiting list are respected.
+    readonly_fields = ("status",)
 
 
 @admin.register(EventRole)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from django import forms
@@ -22,7 +23,41 @@ def clean_text(value: str) -> str:
     return value
 
 
-class SessionChoiceField(forms.ModelMultipleChoiceField):
+#: Database ids as they may appear in a URL or form: at most 18 digits, so
+#: every value fits a 64-bit integer column on every backend.
+ID_PATTERN = re.compile(r"[0-9]{1,18}")
+
+
+def _check_ids(field: forms.Field, values) -> None:
+    for value in values:
+        if not ID_PATTERN.fullmatch(str(value)):
+            raise ValidationError(
+                field.error_messages["invalid_pk_value"],
+                code="invalid_pk_value",
+                params={"pk": value},
+            )
+
+
+class IdMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Refuses values that are not ids before they reach a query."""
+
+    def _check_values(self, value):
+        _check_ids(self, value)
+        return super()._check_values(value)
+
+
+class IdChoiceField(forms.ModelChoiceField):
+    default_error_messages = {
+        "invalid_pk_value": forms.ModelChoiceField.default_error_messages["invalid_choice"]
+    }
+
+    def to_python(self, value):
+        if value not in self.empty_values:
+            _check_ids(self, [value])
+        return super().to_python(value)
+
+
+class SessionChoiceField(IdMultipleChoiceField):
     widget = forms.CheckboxSelectMultiple
 
     def label_from_instance(self, obj: Session) -> str:
@@ -58,7 +93,7 @@ class RegistrationForm(forms.Form):
 
 
 class CancelForm(forms.Form):
-    sessions = forms.ModelMultipleChoiceField(queryset=Session.objects.none(), required=False)
+    sessions = IdMultipleChoiceField(queryset=Session.objects.none(), required=False)
 
     def __init__(self, *args, registrant: Registrant, **kwargs) -> None:
         super().__init__(*args, **kwargs)

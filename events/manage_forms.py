@@ -16,7 +16,7 @@ from django.forms.utils import from_current_timezone
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from events.forms import clean_text
+from events.forms import IdChoiceField, IdMultipleChoiceField, clean_text
 from events.models import Event, Registration, Session, Speaker, validate_time_zone
 
 DATETIME_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -48,6 +48,9 @@ class LocalDateTimeField(forms.DateTimeField):
             result = super().to_python(value)
         if result is None:
             return None
+        # Far-off years overflow when shifted between zones; no webinar needs them.
+        if not 2000 <= result.year <= 2200:
+            raise ValidationError(_("Enter a date between the years 2000 and 2200."))
         return timezone.make_naive(result, UTC)
 
 
@@ -131,7 +134,7 @@ class EventForm(forms.ModelForm):
         return sorted(available_timezones())
 
 
-class SpeakerChoiceField(forms.ModelMultipleChoiceField):
+class SpeakerChoiceField(IdMultipleChoiceField):
     widget = forms.CheckboxSelectMultiple
 
     def label_from_instance(self, obj: Speaker) -> str:
@@ -242,7 +245,7 @@ class SpeakerForm(forms.ModelForm):
 
 
 class RegistrationFilterForm(forms.Form):
-    session = forms.ModelChoiceField(
+    session = IdChoiceField(
         label=_("Session"),
         queryset=Session.objects.none(),
         required=False,

@@ -326,9 +326,8 @@ def registrations(request: HttpRequest, event: Event) -> HttpResponse:
             "filters": filters,
             "page": page,
             "query": query.urlencode(),
-            "csv_query": f"session={filters.cleaned_data['session'].pk}"
-            if valid and filters.cleaned_data.get("session")
-            else "",
+            # The export applies the same filters as the table on screen.
+            "csv_query": query.urlencode() if valid else "",
         },
         status=200 if valid else 400,
     )

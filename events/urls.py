@@ -11,7 +11,7 @@ urlpatterns = [
     path("events/<slug:slug>/calendar.ics", views.calendar_feed, name="calendar"),
     path("r/<str:token>/", views.personal, name="personal"),
     path("r/<str:token>/cancel/", views.cancel, name="cancel"),
-    path("r/<str:token>/sessions/<int:session_id>/invite.ics", views.invite, name="invite"),
-    path("r/<str:token>/sessions/<int:session_id>/join/", views.join, name="join"),
+    path("r/<str:token>/sessions/<id:session_id>/invite.ics", views.invite, name="invite"),
+    path("r/<str:token>/sessions/<id:session_id>/join/", views.join, name="join"),
     path("api/events/", views.api_events, name="api_events"),
 ]

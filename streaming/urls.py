@@ -5,5 +5,5 @@ from streaming import views
 app_name = "streaming"
 
 urlpatterns = [
-    path("sessions/<int:session_id>/live/", views.live, name="live"),
+    path("sessions/<id:session_id>/live/", views.live, name="live"),
 ]

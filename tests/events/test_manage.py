@@ -354,6 +354,35 @@ def test_create_session_invalid_input_returns_400_with_field_errors(client):
     assert not Session.objects.exists()
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00", "9999-12-31T23:59"])
+def test_create_session_far_off_year_is_a_field_error(client, when):
+    event = make_event()
+    client.force_login(make_organiser(event))
+    response = client.post(
+        reverse("manage:session_create", args=[event.pk]), _session_data(starts_at=when)
+    )
+    assert response.status_code == 400
+    assert response.context["form"].errors["starts_at"] == [
+        "Enter a date between the years 2000 and 2200."
+    ]
+
+
+def test_edit_event_far_off_year_is_a_field_error(client):
+    event = make_event()
+    client.force_login(make_organiser(event))
+    response = client.post(
+        reverse("manage:event_edit", args=[event.pk]),
+        {
+            "title": event.title,
+            "slug": event.slug,
+            "time_zone": "Asia/Shanghai",
+            "registration_opens_at": "0001-01-01T00:00",
+        },
+    )
+    assert response.status_code == 400
+    assert "registration_opens_at" in response.context["form"].errors
+
+
 def test_create_session_garbage_time_returns_400(client):
     event = make_event()
     client.force_login(make_organiser(event))
@@ -766,5 +795,6 @@ def test_csrf_enforced_on_manage_posts(event_setup):
     strict.force_login(make_organiser(event))
     response = strict.post(reverse("manage:session_cancel", args=[session.pk]))
     assert response.status_code == 403
+    assert response.context["reason"] == "CSRF cookie not set."
     session.refresh_from_db()
     assert session.status == "scheduled"

@@ -324,3 +324,60 @@ def test_personal_page_links_an_invite_only_where_one_exists(client):
 
     assert f"/r/{token}/sessions/{confirmed.session_id}/invite.ics" in html
     assert f"/r/{token}/sessions/{waiting.session_id}/invite.ics" not in html
+
+
+HUGE = "9" * 30
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/r/{token}/sessions/" + HUGE + "/invite.ics",
+        "/r/{token}/sessions/" + HUGE + "/join/",
+        "/sessions/" + HUGE + "/live/",
+        "/manage/events/" + HUGE + "/",
+    ],
+)
+def test_ids_too_large_for_the_database_are_404(client, path):
+    registration = make_registration(make_session())
+
+    response = client.get(path.format(token=registration.registrant.token))
+
+    assert response.status_code == 404
+
+
+def test_register_with_id_too_large_is_a_field_error(client):
+    session = make_session()
+
+    response = post_register(client, session.event, [], sessions=[HUGE])
+
+    assert response.status_code == 400
+    assert "sessions" in response.context["form"].errors
+
+
+def test_cancel_with_id_too_large_changes_nothing(client):
+    registration = make_registration(make_session())
+
+    response = client.post(f"/r/{registration.registrant.token}/cancel/", {"sessions": [HUGE]})
+
+    registration.refresh_from_db()
+    assert response.status_code == 302
+    assert registration.status == Status.CONFIRMED
+
+
+def test_live_page_of_unpublished_event_is_404_for_visitors(client):
+    session = make_session(make_event(published=False))
+
+    assert client.get(f"/sessions/{session.pk}/live/").status_code == 404
+
+
+def test_live_page_does_not_greet_a_registrant_without_a_confirmed_place(client):
+    event = make_event()
+    joined = make_registration(make_session(event), email="me@example.org")
+    waiting = make_registration(make_session(event), email="me@example.org", status="waitlisted")
+    client.get(f"/r/{joined.registrant.token}/sessions/{joined.session_id}/join/")
+
+    response = client.get(f"/sessions/{waiting.session_id}/live/")
+
+    assert response.status_code == 200
+    assert response.context["registrant"] is None
