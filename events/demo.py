@@ -269,6 +269,14 @@ LIVE_REGISTRANTS = (
     ("陈静", "chen.jing@example.org", "长风检测认证集团"),
 )
 
+#: Awaiting approval for the first case-review session, so the organiser
+#: can try approving and rejecting.
+CASE_REVIEW_APPLICANTS = (
+    ("赵敏", "zhao.min@example.org", "嘉禾认证中心"),
+    ("孙浩", "sun.hao@example.org", "楚江检验检测研究院"),
+    ("周婷", "zhou.ting@example.org", "安信认证服务有限公司"),
+)
+
 
 @dataclass
 class DemoSummary:
@@ -298,8 +306,9 @@ class DemoSummary:
 
 
 def load_demo(*, now: datetime | None = None, debug: bool | None = None) -> DemoSummary:
-    """Create or refresh the demo events, sessions, speakers and five
-    confirmed registrations on the live forum; with ``debug`` (default
+    """Create or refresh the demo events, sessions, speakers, five
+    confirmed registrations on the live forum and three awaiting approval
+    for the case review; with ``debug`` (default
     ``settings.DEBUG``) also the ``demo`` organiser login with its known
     password. Sends no e-mail and no broadcast.
     """
@@ -318,6 +327,21 @@ def load_demo(*, now: datetime | None = None, debug: bool | None = None) -> Demo
             )
             summary.count("registrants", changed)
             _load_registration(registrant=registrant, session=live, summary=summary)
+        review = events[1].sessions.order_by("starts_at", "pk").first()
+        assert review is not None  # CASE_REVIEW always has sessions
+        for name, email, organisation in CASE_REVIEW_APPLICANTS:
+            registrant, changed = _upsert(
+                Registrant,
+                {"event": review.event, "email": email},
+                {"name": name, "organisation": organisation},
+            )
+            summary.count("registrants", changed)
+            _load_registration(
+                registrant=registrant,
+                session=review,
+                summary=summary,
+                status=Registration.Status.PENDING,
+            )
         if debug:
             _load_demo_user(events, summary=summary)
             summary.demo_login = True
@@ -405,13 +429,20 @@ def _times(
     return starts_at, ends_at
 
 
-def _load_registration(*, registrant: Registrant, session: Session, summary: DemoSummary) -> None:
+def _load_registration(
+    *,
+    registrant: Registrant,
+    session: Session,
+    summary: DemoSummary,
+    status: str = Registration.Status.CONFIRMED,
+) -> None:
     registration = Registration.objects.filter(registrant=registrant, session=session).first()
     if registration is None:
-        Registration.objects.create(
-            registrant=registrant, session=session, status=Registration.Status.CONFIRMED
-        )
+        Registration.objects.create(registrant=registrant, session=session, status=status)
         summary.count("registrations", None)
+    elif status == Registration.Status.PENDING:
+        # An organiser's approval or rejection while trying the demo stands.
+        summary.count("registrations", [])
     elif registration.status != Registration.Status.CONFIRMED:
         # Someone cancelled while trying the demo; the revision keeps their
         # invite's SEQUENCE growing, as the services would.

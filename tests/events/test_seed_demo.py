@@ -57,8 +57,8 @@ def test_load_demo_twice_keeps_the_same_rows(settings):
         "events": 2,
         "sessions": 8,
         "speakers": 14,
-        "registrants": 5,
-        "registrations": 5,
+        "registrants": 8,
+        "registrations": 8,
         "roles": 2,
         "users": 1,
     }
@@ -155,8 +155,22 @@ def test_load_demo_registrations_confirmed_on_live_forum_without_mail():
     load_demo()
     live = Session.objects.get(status=Session.Status.LIVE)
     assert list(live.registrations.values_list("status", flat=True)) == ["confirmed"] * 5
-    assert Registration.objects.exclude(session=live).count() == 0
+    review = Session.objects.get(title="案例展示")
+    assert list(review.registrations.values_list("status", flat=True)) == ["pending"] * 3
+    assert Registration.objects.exclude(session__in=[live, review]).count() == 0
     assert mail.outbox == []
+
+
+def test_load_demo_again_keeps_an_organisers_approval():
+    load_demo()
+    pending = Registration.objects.filter(status=Registration.Status.PENDING).first()
+    pending.status = Registration.Status.CONFIRMED
+    pending.save()
+
+    load_demo()
+
+    pending.refresh_from_db()
+    assert pending.status == Registration.Status.CONFIRMED
 
 
 def test_load_demo_restores_cancelled_registration():
@@ -170,7 +184,7 @@ def test_load_demo_restores_cancelled_registration():
 
     registration.refresh_from_db()
     assert (registration.status, registration.ical_revision) == ("confirmed", 2)
-    assert Registration.objects.count() == 5
+    assert Registration.objects.count() == 8
 
 
 def test_load_demo_demo_user_only_with_debug(settings):
@@ -209,7 +223,7 @@ def test_seed_demo_command_reports_counts(settings):
     assert "events: 2 created, 0 updated, 0 unchanged" in first
     assert "sessions: 8 created, 0 updated, 0 unchanged" in first
     assert "speakers: 14 created, 0 updated, 0 unchanged" in first
-    assert "registrations: 5 created, 0 updated, 0 unchanged" in first
+    assert "registrations: 8 created, 0 updated, 0 unchanged" in first
     assert "roles: 2 created, 0 updated, 0 unchanged" in first
     assert "Demo organiser login: demo / tongxin-demo" in first
 
@@ -217,7 +231,7 @@ def test_seed_demo_command_reports_counts(settings):
     assert "events: 0 created, 0 updated, 2 unchanged" in second
     assert "sessions: 0 created" in second
     assert "speakers: 0 created, 0 updated, 14 unchanged" in second
-    assert "registrations: 0 created, 0 updated, 5 unchanged" in second
+    assert "registrations: 0 created, 0 updated, 8 unchanged" in second
 
 
 def test_seed_demo_command_without_debug_says_no_login(settings):
