@@ -104,6 +104,15 @@ def _registrant(token: str) -> Registrant:
     return get_object_or_404(Registrant.objects.select_related("event"), token=token)
 
 
+def _registration(token: str, session_id: int) -> Registration:
+    """The registration behind a personal link for one session, or 404."""
+    return get_object_or_404(
+        Registration.objects.select_related("session__event", "registrant__event"),
+        registrant__token=token,
+        session_id=session_id,
+    )
+
+
 @require_GET
 def personal(request: HttpRequest, token: str) -> HttpResponse:
     registrant = _registrant(token)
@@ -168,12 +177,8 @@ def _calendar_response(body: bytes, method: str, filename: str) -> HttpResponse:
 
 @require_GET
 def invite(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
-    registrant = _registrant(token)
-    registration = get_object_or_404(
-        Registration.objects.select_related("session__event", "registrant"),
-        registrant=registrant,
-        session_id=session_id,
-    )
+    registration = _registration(token, session_id)
+    registrant = registration.registrant
     method = invites.method_for(registration)
     if method is None:
         return render(
@@ -197,12 +202,8 @@ def calendar_feed(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def join(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
     """Mark this browser as the registrant and send them to the live room."""
-    registrant = _registrant(token)
-    registration = get_object_or_404(
-        Registration.objects.select_related("session"),
-        registrant=registrant,
-        session_id=session_id,
-    )
+    registration = _registration(token, session_id)
+    registrant = registration.registrant
     if registration.status != Registration.Status.CONFIRMED:
         messages.error(
             request,
