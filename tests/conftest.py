@@ -4,7 +4,10 @@ production-shape pass of scripts/test."""
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.db import connection
+
+from tests.servers import DaphneServer
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +45,40 @@ def pytest_collection_modifyitems(config, items):
 def require_postgres():
     if connection.vendor != "postgresql":
         pytest.fail("this test needs DATABASE_URL to point at PostgreSQL")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    from streaming import ratelimit
+
+    ratelimit._local.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis_state():
+    """Session ids restart with every test database; Redis keys must too."""
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter("tx:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    yield
+
+
+@pytest.fixture
+def daphne(transactional_db):
+    """Start real Daphne processes on the test database:
+    ``server = daphne()``; each is stopped after the test."""
+    servers: list[DaphneServer] = []
+
+    def start(**env: str) -> DaphneServer:
+        server = DaphneServer(**env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,248 @@
+"""The live protocol at ``/ws/sessions/<id>/`` (docs/protocol.md, SPEC.md §6).
+
+The consumer only routes: it checks the frame, dispatches ``type`` to a
+small handler guarded by the role it needs, calls a service in a worker
+thread, and turns a :class:`ServiceError` into an ``error`` frame. Room
+messages reach viewers through the process's :mod:`streaming.hub`, not
+through this consumer's own channel, so a viewer has no channel-layer
+channel at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils.translation import gettext as _
+
+from events.errors import ServiceError
+from events.views import registrant_for
+from streaming import ratelimit, services
+from streaming.hub import encode, hub
+from streaming.presence import presence
+from streaming.services import Participant
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 16 * 1024
+#: Close code for a frame over MAX_FRAME_BYTES (Daphne cannot send 1009).
+CLOSE_TOO_BIG = 4009
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+ASK_LIMIT = (3, 30.0)  # questions per seconds, per participant
+VOTE_LIMIT = (20, 10.0)
+
+Handler = Callable[["LiveConsumer", dict[str, Any], Any], Awaitable[None]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(message_type: str, *, role: str = "attendee") -> Callable[[Handler], Handler]:
+    """Register a handler for ``message_type``, for participants of at least ``role``."""
+
+    def register(handler: Handler) -> Handler:
+        @wraps(handler)
+        async def guarded(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
+            if not consumer.participant.at_least(role):
+                raise ServiceError("forbidden", _("You may not do that in this room."))
+            await handler(consumer, message, ref)
+
+        HANDLERS[message_type] = guarded
+        return guarded
+
+    return register
+
+
+async def rate_limit(participant: Participant, action: str, limit: tuple[int, float]) -> None:
+    count, window = limit
+    if not await ratelimit.allow(f"{action}:{participant.key}", limit=count, window=window):
+        raise ServiceError(
+            "rate_limited",
+            _("Too many at once: at most %(count)d every %(window)d seconds.")
+            % {"count": count, "window": window},
+        )
+
+
+def _resolve(scope: dict[str, Any], session_id: int) -> Participant:
+    """Runs in a worker thread: the Django session and user load lazily."""
+    from events.models import Session
+
+    event_id = Session.objects.filter(pk=session_id).values_list("event_id", flat=True).first()
+    registrant_id = registrant_for(scope["session"], event_id) if event_id else None
+    return services.enter_room(
+        session_id=session_id, user=scope.get("user"), registrant_id=registrant_id
+    )
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    # Not a configured layer alias: viewers get room messages from the hub
+    # and need no channel of their own (they connect faster and use less).
+    channel_layer_alias = "tongxin.viewers-have-no-channel"
+
+    participant: Participant
+    joined = False
+
+    async def connect(self) -> None:
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        self.voted: set[int] = set()
+        self.ready = False
+        self.backlog: list[str] = []
+        try:
+            self.participant = await database_sync_to_async(_resolve)(self.scope, session_id)
+        except ServiceError as exc:
+            # Accept first: a close code only reaches the client after the
+            # handshake; before it, the browser sees a bare HTTP 403.
+            await self.accept()
+            await self.close(code=CLOSE_NOT_FOUND if exc.code == "not_found" else CLOSE_FORBIDDEN)
+            return
+        await self.accept()
+        participant = self.participant
+        # Join before reading the state: anything committed after the read
+        # then arrives through the hub and waits in the backlog until hello.
+        await hub().join(session_id, self)
+        self.joined = True
+        if participant.counted:
+            await presence().join(session_id, participant.registrant_id)
+        state = await database_sync_to_async(services.room_state)(participant=participant)
+        self.voted = set(state["voted"])
+        hello = {
+            "type": "hello",
+            "session": state["session"],
+            "you": {"role": participant.role, "name": participant.name},
+            "questions": [dict(q, voted=q["id"] in self.voted) for q in state["questions"]],
+            "viewers": await hub().viewers(session_id),
+        }
+        await self.send(text_data=encode(hello))
+        self.ready = True
+        backlog, self.backlog = self.backlog, []
+        for text in backlog:
+            await self.send(text_data=text)
+
+    async def deliver(self, text: str) -> None:
+        """Called by the hub with an encoded room frame."""
+        if self.ready:
+            await self.send(text_data=text)
+        else:
+            self.backlog.append(text)
+
+    async def disconnect(self, code: int) -> None:
+        if not self.joined:
+            return
+        self.joined = False
+        session_id = self.participant.session_id
+        await hub().leave(session_id, self)
+        if self.participant.counted:
+            await presence().leave(session_id, self.participant.registrant_id)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.joined:
+            return
+        if text_data is None:
+            await self._error("invalid", _("Send JSON text frames."), None)
+            return
+        if len(text_data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        try:
+            message = json.loads(text_data)
+        except (ValueError, RecursionError):
+            await self._error("invalid", _("That is not valid JSON."), None)
+            return
+        if not isinstance(message, dict):
+            await self._error("invalid", _("Send a JSON object."), None)
+            return
+        ref = message.get("ref")
+        if not _valid_ref(ref):
+            await self._error("invalid", _("ref must be a short string or a number."), None)
+            return
+        handler = (
+            HANDLERS.get(message.get("type")) if isinstance(message.get("type"), str) else None
+        )
+        if handler is None:
+            await self._error("invalid", _("Unknown message type."), ref)
+            return
+        try:
+            await handler(self, message, ref)
+        except ServiceError as exc:
+            await self._error(exc.code, exc.message, ref)
+        except Exception:
+            logger.exception("live protocol handler failed for %r", message.get("type"))
+            await self._error("invalid", _("That could not be done; please try again."), ref)
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=encode(message))
+
+    async def _error(self, code: str, text: str, ref: Any) -> None:
+        await self.send_json({"type": "error", "code": code, "message": text, "ref": ref})
+
+    async def _ack(self, ref: Any, **extra: Any) -> None:
+        await self.send_json({"type": "ack", "ref": ref, **extra})
+
+
+def _valid_ref(ref: Any) -> bool:
+    if ref is None:
+        return True
+    if isinstance(ref, bool):
+        return False
+    if isinstance(ref, int):
+        return abs(ref) < 2**53
+    return isinstance(ref, str) and len(ref) <= 100
+
+
+def _call(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    return database_sync_to_async(function)
+
+
+@handles("ping")
+async def ping(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
+    await consumer.send_json({"type": "pong", "ref": ref})
+
+
+@handles("question.ask")
+async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
+    participant = consumer.participant
+    await rate_limit(participant, "ask", ASK_LIMIT)
+    question = await _call(services.ask_question)(
+        participant=participant,
+        text=message.get("text"),
+        anonymous=message.get("anonymous", False),
+    )
+    await consumer._ack(ref, id=question["id"])
+
+
+@handles("question.vote")
+async def vote(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
+    participant = consumer.participant
+    await rate_limit(participant, "vote", VOTE_LIMIT)
+    question = await _call(services.vote_question)(
+        participant=participant, question_id=message.get("id"), up=message.get("up")
+    )
+    if ref is not None:
+        await consumer._ack(ref, id=question["id"])
+
+
+@handles("question.moderate", role="moderator")
+async def moderate(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
+    question = await _call(services.moderate_question)(
+        participant=consumer.participant,
+        question_id=message.get("id"),
+        action=message.get("action"),
+        answer=message.get("answer"),
+    )
+    if ref is not None:
+        await consumer._ack(ref, id=question["id"])
+
+
+@handles("session.status", role="organiser")
+async def session_status(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
+    participant = consumer.participant
+    await _call(services.set_session_status)(
+        session_id=participant.session_id, status=message.get("status"), user_id=participant.user_id
+    )
+    if ref is not None:
+        await consumer._ack(ref)

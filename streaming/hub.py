@@ -1,0 +1,240 @@
+"""The per-process room hub: fan-out of room messages to local viewers.
+
+Contract:
+
+- A process joins a room's channel-layer group once, with one channel read
+  by one task, however many of its viewers are in the room. A room message
+  therefore crosses the layer (or Redis) once per process, not once per
+  viewer, and never goes through a viewer consumer's dispatch.
+- Each message is encoded at most once per distinct view of it (moderator
+  or not, voted or not: at most four encodings), then written to every
+  local member in turn, in arrival order.
+- Members see only what they may: pending questions reach moderators and
+  their author; a rejected question reaches non-moderators as
+  ``question.removed``; anonymous authors are hidden from non-moderators.
+- Every :data:`VIEWERS_EVERY` seconds, a room with local members gets a
+  ``viewers`` frame if the count or peak changed: at most one per interval
+  however fast people come and go.
+- The last member leaving starts a short grace period; the process leaves
+  the group only if nobody rejoined by then.
+
+A member is anything with ``participant``, ``voted`` (the question ids its
+voter has voted for) and ``async deliver(text)``; see
+:class:`streaming.consumers.LiveConsumer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+from streaming.groups import room_group
+from streaming.presence import presence
+from streaming.services import Participant
+
+logger = logging.getLogger(__name__)
+
+VIEWERS_EVERY = 2.0
+#: Re-join the group this often: channels_redis forgets group members after
+#: a day, and a restarted Redis forgets them at once.
+RESUBSCRIBE_EVERY = 30.0
+GRACE = 5.0
+
+
+class Member(Protocol):
+    participant: Participant
+    voted: set[int]
+
+    async def deliver(self, text: str) -> None: ...
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(eq=False)
+class Room:
+    session_id: int
+    members: set[Member] = field(default_factory=set)
+    channel: str = ""
+    subscribed: asyncio.Future | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    closing: asyncio.TimerHandle | None = None
+    last_viewers: tuple[int, int] | None = None
+
+
+class RoomHub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.rooms: dict[int, Room] = {}
+
+    async def join(self, session_id: int, member: Member) -> None:
+        """Add ``member``; returns once this process receives the room's messages."""
+        room = self.rooms.get(session_id)
+        if room is None:
+            room = self.rooms[session_id] = Room(session_id)
+            room.subscribed = asyncio.get_running_loop().create_future()
+            room.tasks.append(asyncio.ensure_future(self._subscribe(room)))
+        if room.closing is not None:
+            room.closing.cancel()
+            room.closing = None
+        room.members.add(member)
+        assert room.subscribed is not None
+        await asyncio.shield(room.subscribed)
+
+    async def leave(self, session_id: int, member: Member) -> None:
+        room = self.rooms.get(session_id)
+        if room is None:
+            return
+        room.members.discard(member)
+        if not room.members and room.closing is None:
+            loop = asyncio.get_running_loop()
+            room.closing = loop.call_later(GRACE, lambda: asyncio.ensure_future(self._close(room)))
+
+    async def viewers(self, session_id: int) -> dict[str, int]:
+        count = await presence().count(session_id)
+        return {"now": count.now, "peak": count.peak}
+
+    # Subscription ----------------------------------------------------------------
+
+    async def _subscribe(self, room: Room) -> None:
+        assert room.subscribed is not None
+        try:
+            if self.layer is not None:
+                room.channel = await self.layer.new_channel()
+                await self.layer.group_add(room_group(room.session_id), room.channel)
+                room.tasks.append(asyncio.ensure_future(self._read(room)))
+            room.tasks.append(asyncio.ensure_future(self._tick(room)))
+            room.subscribed.set_result(True)
+        except Exception as exc:
+            self.rooms.pop(room.session_id, None)
+            room.subscribed.set_exception(exc)
+
+    async def _close(self, room: Room) -> None:
+        if room.members or self.rooms.get(room.session_id) is not room:
+            return
+        del self.rooms[room.session_id]
+        current = asyncio.current_task()
+        for task in room.tasks:
+            if task is not current:
+                task.cancel()
+        if self.layer is not None and room.channel:
+            try:
+                await self.layer.group_discard(room_group(room.session_id), room.channel)
+            except Exception:
+                logger.exception("could not leave room %s", room.session_id)
+
+    async def _read(self, room: Room) -> None:
+        assert self.layer is not None
+        while True:
+            try:
+                message = await self.layer.receive(room.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("room %s: channel layer receive failed; retrying", room.session_id)
+                await asyncio.sleep(1)
+                continue
+            try:
+                await self.fan_out(room, message)
+            except Exception:
+                logger.exception("room %s: could not deliver %r", room.session_id, message)
+
+    async def _tick(self, room: Room) -> None:
+        since_subscribe = 0.0
+        while True:
+            await asyncio.sleep(VIEWERS_EVERY)
+            try:
+                await self._push_viewers(room)
+                since_subscribe += VIEWERS_EVERY
+                if self.layer is not None and since_subscribe >= RESUBSCRIBE_EVERY:
+                    since_subscribe = 0.0
+                    await self.layer.group_add(room_group(room.session_id), room.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("room %s: viewer count failed", room.session_id)
+
+    async def _push_viewers(self, room: Room) -> None:
+        if not room.members:
+            return
+        counts = await self.viewers(room.session_id)
+        current = (counts["now"], counts["peak"])
+        if current == room.last_viewers:
+            return
+        room.last_viewers = current
+        await self._send_all(room, encode({"type": "viewers", **counts}))
+
+    # Fan-out ---------------------------------------------------------------------
+
+    async def fan_out(self, room: Room, message: dict[str, Any]) -> None:
+        event = message.get("event")
+        if event == "status":
+            await self._send_all(
+                room, encode({"type": "session.status", "status": message["status"]})
+            )
+        elif event == "question":
+            await self._send_question(room, message)
+        else:
+            logger.warning("room %s: unknown room message %r", room.session_id, event)
+
+    async def _send_all(self, room: Room, text: str) -> None:
+        for member in list(room.members):
+            await _deliver(member, text)
+
+    async def _send_question(self, room: Room, message: dict[str, Any]) -> None:
+        question = message["question"]
+        question_id = question["id"]
+        voter, up = message.get("voter"), message.get("up")
+        frames: dict[tuple[bool, bool], str] = {}
+        removed = ""
+        for member in list(room.members):
+            participant = member.participant
+            if voter is not None and participant.key == voter:
+                # Keeps ``voted`` right in every tab of the voter.
+                if up:
+                    member.voted.add(question_id)
+                else:
+                    member.voted.discard(question_id)
+            moderator = participant.moderates
+            if not moderator:
+                if question["status"] == "pending" and participant.key != message["author"]:
+                    continue
+                if question["status"] == "rejected":
+                    removed = removed or encode({"type": "question.removed", "id": question_id})
+                    await _deliver(member, removed)
+                    continue
+            view = (moderator, question_id in member.voted)
+            text = frames.get(view)
+            if text is None:
+                body = dict(question, voted=view[1])
+                if message.get("anonymous") and not moderator:
+                    body["author"] = None
+                text = frames[view] = encode({"type": "question", "question": body})
+            await _deliver(member, text)
+
+
+async def _deliver(member: Member, text: str) -> None:
+    try:
+        await member.deliver(text)
+    except Exception:
+        # One broken connection must not stop the room.
+        logger.exception("could not deliver to a member")
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomHub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> RoomHub:
+    """This process's hub (one per event loop)."""
+    loop = asyncio.get_running_loop()
+    room_hub = _hubs.get(loop)
+    if room_hub is None:
+        room_hub = _hubs[loop] = RoomHub()
+    return room_hub

@@ -1,0 +1,382 @@
+"""The rules of the live room: who may enter, asking, voting, moderating and
+the session's status. Called by the websocket consumer (through
+``database_sync_to_async``) and by organiser pages; each function owns its
+transaction, raises :class:`~events.errors.ServiceError`, and announces
+changes to the room only after commit (``groups.publish_on_commit``).
+
+Functions take and return plain data (:class:`Participant`, dicts), never
+model instances, so the async side never touches a lazy relation.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils.translation import gettext as _
+
+from events.errors import ServiceError
+from events.models import EventRole, Registration, Session
+from events.queries import roles_for
+from streaming import groups
+from streaming.models import Question, Vote
+
+MAX_QUESTION_LENGTH = 500
+MAX_ANSWER_LENGTH = 2000
+
+ROLE_RANK = {"attendee": 0, "speaker": 1, "moderator": 2, "organiser": 3}
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Who is on one connection, resolved once when it opens."""
+
+    session_id: int
+    event_id: int
+    role: str  # attendee | speaker | moderator | organiser
+    name: str
+    registrant_id: int | None = None
+    user_id: int | None = None
+    #: Counted as a viewer: registrants only, never staff or event roles
+    #: that moderate or organise.
+    counted: bool = False
+
+    @property
+    def key(self) -> str:
+        """One identity across tabs and processes: votes, rate limits, authorship."""
+        return f"r{self.registrant_id}" if self.registrant_id else f"u{self.user_id}"
+
+    @property
+    def moderates(self) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK["moderator"]
+
+    def at_least(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+# Entering -------------------------------------------------------------------------
+
+
+def session_info(session: Session) -> dict[str, Any]:
+    kind = session.stream_kind if session.stream_url else Session.StreamKind.NONE
+    return {
+        "id": session.pk,
+        "title": session.title,
+        "status": session.status,
+        "stream": {"kind": kind, "url": session.stream_url or None},
+    }
+
+
+def enter_room(*, session_id: int, user, registrant_id: int | None) -> Participant:
+    """Decide who this connection is. ``not_found`` for an unknown session;
+    ``forbidden`` unless the user has a role on the event (or is staff) or
+    the browser was marked, by a join link, as a registrant with a confirmed
+    place on this session."""
+    session = Session.objects.select_related("event").filter(pk=session_id).first()
+    if session is None:
+        raise ServiceError("not_found", _("There is no such session."))
+    roles = roles_for(user, session.event_id)
+    if user is not None and user.is_authenticated:
+        if session.speakers.filter(user=user).exists():
+            roles.add(EventRole.Role.SPEAKER)
+    registration = None
+    if registrant_id is not None:
+        registration = (
+            Registration.objects.select_related("registrant")
+            .filter(
+                registrant_id=registrant_id,
+                registrant__event_id=session.event_id,
+                session=session,
+                status=Registration.Status.CONFIRMED,
+            )
+            .first()
+        )
+    role = next((r for r in ("organiser", "moderator", "speaker") if r in roles), None)
+    if role is None and registration is None:
+        raise ServiceError("forbidden", _("Open your personal join link to enter this room."))
+    if not session.event.published and role not in ("organiser", "moderator"):
+        raise ServiceError("forbidden", _("This event is not published."))
+    if registration is not None and role in (None, "speaker"):
+        return Participant(
+            session_id=session.pk,
+            event_id=session.event_id,
+            role=role or "attendee",
+            name=registration.registrant.name,
+            registrant_id=registration.registrant_id,
+            user_id=user.pk if role else None,
+            counted=not (user is not None and user.is_authenticated and user.is_staff),
+        )
+    assert role is not None
+    return Participant(
+        session_id=session.pk,
+        event_id=session.event_id,
+        role=role,
+        name=user.get_full_name() or user.get_username(),
+        user_id=user.pk,
+    )
+
+
+def room_state(*, participant: Participant) -> dict[str, Any]:
+    """What ``hello`` carries: the session, the questions this participant
+    may see (moderators also pending and rejected ones; authors their own
+    pending ones), and the ids they voted for."""
+    session = Session.objects.get(pk=participant.session_id)
+    questions = Question.objects.filter(session=session).order_by("created_at", "pk")
+    if not participant.moderates:
+        questions = questions.filter(
+            Q(status=Question.Status.VISIBLE)
+            | Q(status=Question.Status.PENDING, **_authored_by(participant))
+        )
+    voted = set(
+        Vote.objects.filter(question__session=session, **_voter(participant)).values_list(
+            "question_id", flat=True
+        )
+    )
+    return {
+        "session": session_info(session),
+        "questions": [serialize_question(q, moderator=participant.moderates) for q in questions],
+        "voted": sorted(voted),
+    }
+
+
+def _authored_by(participant: Participant) -> dict[str, Any]:
+    if participant.registrant_id:
+        return {"author_registrant_id": participant.registrant_id}
+    return {"author_user_id": participant.user_id}
+
+
+def _voter(participant: Participant) -> dict[str, Any]:
+    if participant.registrant_id:
+        return {"registrant_id": participant.registrant_id}
+    return {"user_id": participant.user_id}
+
+
+# Questions ----------------------------------------------------------------------
+
+
+def serialize_question(question: Question, *, moderator: bool) -> dict[str, Any]:
+    """The protocol's Question, without ``voted`` (which depends on the
+    reader). The author's name is hidden from non-moderators when anonymous."""
+    return {
+        "id": question.pk,
+        "text": question.text,
+        "author": None if question.anonymous and not moderator else question.author_name,
+        "votes": question.votes,
+        "status": question.status,
+        "answered": question.answered,
+        "answer": question.answer or None,
+        "pinned": question.pinned,
+        "created_at": question.created_at.isoformat(),
+    }
+
+
+#: Characters refused in user text: bidi embeddings, overrides and isolates
+#: can make a question read differently from what was stored.
+BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def clean_text(value: Any, *, limit: int, field: str) -> str:
+    """Trim and NFC-normalise user text; refuse what cannot be stored or shown
+    faithfully. Raises ``invalid`` or ``too_long``."""
+    if not isinstance(value, str):
+        raise ServiceError("invalid", _("%(field)s must be text.") % {"field": field})
+    for char in value:
+        if char in BIDI_CONTROLS:
+            raise ServiceError("invalid", _("Please remove text-direction control characters."))
+        category = unicodedata.category(char)
+        if category == "Cs" or (category == "Cc" and char not in "\n\t"):
+            raise ServiceError("invalid", _("Please remove control characters."))
+    text = unicodedata.normalize("NFC", value).strip()
+    if not text:
+        raise ServiceError("invalid", _("%(field)s cannot be empty.") % {"field": field})
+    if len(text) > limit:
+        raise ServiceError(
+            "too_long",
+            _("%(field)s can be at most %(limit)d characters.") % {"field": field, "limit": limit},
+        )
+    return text
+
+
+def _open_session(session_id: int, *, lock: bool = False) -> Session:
+    sessions = Session.objects.select_for_update() if lock else Session.objects
+    session = sessions.get(pk=session_id)
+    if session.status in (Session.Status.ENDED, Session.Status.CANCELLED):
+        raise ServiceError("closed", _("This session is over; questions are closed."))
+    return session
+
+
+def ask_question(*, participant: Participant, text: Any, anonymous: Any = False) -> dict[str, Any]:
+    """Store a question and return it. In a moderated session an attendee's
+    question waits as ``pending``; a moderator's is visible at once.
+
+    Broadcast after commit: ``question`` to the room (while pending, only to
+    moderators and the author)."""
+    if not isinstance(anonymous, bool):
+        raise ServiceError("invalid", _("anonymous must be true or false."))
+    text = clean_text(text, limit=MAX_QUESTION_LENGTH, field=_("The question"))
+    with transaction.atomic():
+        session = _open_session(participant.session_id)
+        pending = session.qa_moderated and not participant.moderates
+        question = Question.objects.create(
+            session=session,
+            text=text,
+            author_registrant_id=participant.registrant_id,
+            author_user_id=None if participant.registrant_id else participant.user_id,
+            author_name=participant.name,
+            anonymous=anonymous,
+            status=Question.Status.PENDING if pending else Question.Status.VISIBLE,
+        )
+        _announce(question, author=participant.key)
+    return serialize_question(question, moderator=participant.moderates)
+
+
+def vote_question(*, participant: Participant, question_id: Any, up: Any) -> dict[str, Any]:
+    """Add (``up``) or withdraw a vote; idempotent. Only visible questions
+    take votes.
+
+    Broadcast after commit, when the count changed: ``question``."""
+    _require_id(question_id)
+    if not isinstance(up, bool):
+        raise ServiceError("invalid", _("up must be true or false."))
+    with transaction.atomic():
+        _open_session(participant.session_id)
+        question = _question(participant, question_id, lock=True)
+        if question.status != Question.Status.VISIBLE:
+            raise ServiceError("invalid", _("Only visible questions can be voted on."))
+        voter = _voter(participant)
+        if up:
+            try:
+                with transaction.atomic():
+                    Vote.objects.create(question=question, **voter)
+                changed = True
+            except IntegrityError:
+                changed = False  # already voted: a replay changes nothing
+        else:
+            changed = Vote.objects.filter(question=question, **voter).delete()[0] > 0
+        if changed:
+            Question.objects.filter(pk=question.pk).update(votes=F("votes") + (1 if up else -1))
+            question.refresh_from_db(fields=["votes"])
+            _announce(question, voter=participant.key, up=up)
+    return serialize_question(question, moderator=participant.moderates)
+
+
+MODERATION_ACTIONS = ("approve", "reject", "answer", "pin", "unpin")
+
+
+def moderate_question(
+    *, participant: Participant, question_id: Any, action: Any, answer: Any = None
+) -> dict[str, Any]:
+    """Approve, reject, answer (optionally with text), pin or unpin. Pinning
+    unpins the session's previously pinned question: at most one is pinned.
+
+    Broadcast after commit: ``question`` for each changed question; for a
+    rejected one, non-moderators get ``question.removed`` instead."""
+    if not participant.moderates:
+        raise ServiceError("forbidden", _("Only moderators can do that."))
+    _require_id(question_id)
+    if action not in MODERATION_ACTIONS:
+        raise ServiceError("invalid", _("Unknown moderation action."))
+    if answer is not None and action != "answer":
+        raise ServiceError("invalid", _("Only the answer action takes an answer."))
+    with transaction.atomic():
+        # The session lock serialises pinning, so two pins cannot race.
+        Session.objects.select_for_update().get(pk=participant.session_id)
+        question = _question(participant, question_id, lock=True)
+        if action == "approve":
+            if question.status == Question.Status.REJECTED:
+                raise ServiceError("invalid", _("A rejected question cannot be approved."))
+            question.status = Question.Status.VISIBLE
+        elif action == "reject":
+            question.status = Question.Status.REJECTED
+            question.pinned = False
+        elif action == "answer":
+            question.answered = True
+            if answer is not None:
+                question.answer = clean_text(answer, limit=MAX_ANSWER_LENGTH, field=_("The answer"))
+        elif action == "pin":
+            if question.status != Question.Status.VISIBLE:
+                raise ServiceError("invalid", _("Approve the question before pinning it."))
+            previous = Question.objects.filter(
+                session_id=participant.session_id, pinned=True
+            ).exclude(pk=question.pk)
+            for other in previous:
+                other.pinned = False
+                other.save(update_fields=["pinned", "updated_at"])
+                _announce(other)
+            question.pinned = True
+        else:  # unpin
+            question.pinned = False
+        question.save()
+        _announce(question)
+    return serialize_question(question, moderator=True)
+
+
+def _require_id(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise ServiceError("invalid", _("id must be a question id."))
+
+
+def _question(participant: Participant, question_id: int, *, lock: bool) -> Question:
+    questions = Question.objects.select_for_update() if lock else Question.objects
+    question = questions.filter(pk=question_id, session_id=participant.session_id).first()
+    if question is None:
+        raise ServiceError("invalid", _("There is no such question in this session."))
+    return question
+
+
+def _announce(question: Question, **extra: Any) -> None:
+    """Queue the room message for a changed question. It carries the author
+    and the anonymity flag; each process's hub decides, per reader, what
+    they may see."""
+    groups.publish_on_commit(
+        question.session_id,
+        {
+            "event": "question",
+            "question": serialize_question(question, moderator=True),
+            "anonymous": question.anonymous,
+            "author": f"r{question.author_registrant_id}"
+            if question.author_registrant_id
+            else f"u{question.author_user_id}",
+            **extra,
+        },
+    )
+
+
+# Session status ---------------------------------------------------------------------
+
+
+STATUS_CHANGES = {
+    Session.Status.LIVE: (Session.Status.SCHEDULED,),
+    Session.Status.ENDED: (Session.Status.LIVE,),
+}
+
+
+def set_session_status(*, session_id: int, status: Any, user_id: int) -> dict[str, Any]:
+    """Go live (from scheduled) or end (from live). Organisers only.
+
+    Broadcast after commit: ``session.status`` to every viewer."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    with transaction.atomic():
+        session = Session.objects.select_for_update().filter(pk=session_id).first()
+        if session is None:
+            raise ServiceError("invalid", _("There is no such session."))
+        if "organiser" not in roles_for(user, session.event_id):
+            raise ServiceError("forbidden", _("Only organisers can start or end a session."))
+        if status not in STATUS_CHANGES:
+            raise ServiceError("invalid", _("status must be live or ended."))
+        if session.status == status:
+            return session_info(session)
+        if session.status not in STATUS_CHANGES[status]:
+            raise ServiceError(
+                "invalid",
+                _("A %(current)s session cannot become %(wanted)s.")
+                % {"current": session.get_status_display(), "wanted": status},
+            )
+        session.status = status
+        session.save(update_fields=["status"])
+        groups.publish_on_commit(session.pk, {"event": "status", "status": status})
+    return session_info(session)
