@@ -155,6 +155,12 @@ WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 
+# Live room ------------------------------------------------------------------
+
+# A browser HLS player script (e.g. a self-hosted hls.js build) for browsers
+# without native HLS; empty means native playback or a link to the stream.
+HLS_PLAYER_URL = env_str("HLS_PLAYER_URL", "")
+
 # E-mail ---------------------------------------------------------------------
 
 _email = parse_email_url(env_str("EMAIL_URL", "console:"))

@@ -63,7 +63,8 @@ class SessionData:
     live: bool = False
     capacity: int | None = None
     location: str = ""
-    stream: bool = True
+    #: The demo ships no video; organisers set a real stream address under /manage/.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
