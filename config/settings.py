@@ -144,7 +144,12 @@ ZoneInfo(DEFAULT_EVENT_TIME_ZONE)  # fail at start-up if tzdata is missing
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS: list = [BASE_DIR / "static"]
+# Browser libraries from the npm registry (package.json), installed by
+# scripts/setup when npm is there; never committed.
+HLS_PLAYER_DIR = BASE_DIR / "node_modules" / "hls.js" / "dist"
+if HLS_PLAYER_DIR.is_dir():
+    STATICFILES_DIRS.append(("vendor/hls.js", HLS_PLAYER_DIR))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed, compressed copies made by collectstatic (scripts/setup runs it);
@@ -157,9 +162,13 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 
 # Live room ------------------------------------------------------------------
 
-# A browser HLS player script (e.g. a self-hosted hls.js build) for browsers
-# without native HLS; empty means native playback or a link to the stream.
-HLS_PLAYER_URL = env_str("HLS_PLAYER_URL", "")
+# The HLS player script for browsers without native HLS: the hls.js that
+# scripts/setup installed, or any URL given here; with neither, the room
+# plays natively where it can and otherwise links to the stream.
+HLS_PLAYER_URL = env_str(
+    "HLS_PLAYER_URL",
+    STATIC_URL + "vendor/hls.js/hls.min.js" if HLS_PLAYER_DIR.is_dir() else "",
+)
 
 # E-mail ---------------------------------------------------------------------
 
