@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from events.models import Registrant, Registration, Session
+from events.models import EventRole, Registrant, Registration, Session
 from events.queries import roles_for
 from events.views import registrant_for
+from streaming import services
 
 
 def live(request: HttpRequest, session_id: int) -> HttpResponse:
@@ -15,6 +17,10 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
     roles = roles_for(request.user, session.event_id)
     if not session.event.published and not roles:
         raise Http404
+    # The room lets a linked speaker in without an event role (enter_room),
+    # so the page must not tell them to find a join link.
+    if request.user.is_authenticated and session.speakers.filter(user=request.user).exists():
+        roles.add(EventRole.Role.SPEAKER)
     registrant_id = registrant_for(request.session, session.event_id)
     # The browser is marked per event; this session needs a confirmed place.
     registrant = (
@@ -26,8 +32,20 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
         if registrant_id
         else None
     )
+    moderates = bool(roles & {EventRole.Role.ORGANISER, EventRole.Role.MODERATOR})
     return render(
         request,
         "streaming/live.html",
-        {"session": session, "event": session.event, "registrant": registrant, "roles": roles},
+        {
+            "session": session,
+            "event": session.event,
+            "registrant": registrant,
+            "roles": roles,
+            "joined": bool(registrant or roles),
+            "moderates": moderates,
+            "organises": EventRole.Role.ORGANISER in roles,
+            # The same rule as the websocket's hello: no address, no stream.
+            "stream": services.session_info(session)["stream"],
+            "hls_player_url": getattr(settings, "HLS_PLAYER_URL", ""),
+        },
     )
