@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 
 from events.models import EventRole, Registrant, Registration, Session
 from events.queries import roles_for
@@ -32,7 +33,26 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
         if registrant_id
         else None
     )
+    joined = bool(registrant or roles)
     moderates = bool(roles & {EventRole.Role.ORGANISER, EventRole.Role.MODERATOR})
+    organises = EventRole.Role.ORGANISER in roles
+    # The same rule as the websocket's hello: no address, no stream.
+    stream = services.session_info(session)["stream"]
+    live_config = {
+        "wsPath": f"/ws/sessions/{session.pk}/",
+        "status": session.status,
+        "startsAt": session.starts_at.isoformat(),
+        # The countdown corrects for a phone whose clock is off.
+        "serverNow": timezone.now().isoformat(),
+        "joined": joined,
+        "moderates": moderates,
+        "organises": organises,
+        "qaModerated": session.qa_moderated,
+        "maxLength": services.MAX_QUESTION_LENGTH,
+        # Only people who may enter get the stream's address.
+        "stream": stream if joined else {"kind": "none", "url": None},
+        "hlsPlayerUrl": getattr(settings, "HLS_PLAYER_URL", "") if joined else "",
+    }
     return render(
         request,
         "streaming/live.html",
@@ -41,11 +61,9 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
             "event": session.event,
             "registrant": registrant,
             "roles": roles,
-            "joined": bool(registrant or roles),
+            "joined": joined,
             "moderates": moderates,
-            "organises": EventRole.Role.ORGANISER in roles,
-            # The same rule as the websocket's hello: no address, no stream.
-            "stream": services.session_info(session)["stream"],
-            "hls_player_url": getattr(settings, "HLS_PLAYER_URL", ""),
+            "organises": organises,
+            "live_config": live_config,
         },
     )

@@ -50,13 +50,14 @@ def browser() -> Iterator:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-def _context(browser, viewport: dict, *, mobile: bool, zone: str, locale: str):
+def _context(browser, viewport: dict, *, mobile: bool, zone: str, locale: str, **extra):
     return browser.new_context(
         viewport=viewport,
         is_mobile=mobile,
         has_touch=mobile,
         locale=locale,
         timezone_id=zone,
+        **extra,
     )
 
 
@@ -84,6 +85,26 @@ def open_page(browser, live_server):
         return page
 
     yield _open
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def new_context(browser):
+    """Fresh browser contexts for pages on any server (a ``daphne`` one, for
+    websockets): ``new_context(phone=True)``; extra keywords go to Playwright,
+    e.g. ``storage_state`` to be the same signed-in person on another device."""
+    contexts = []
+
+    def _new(*, phone: bool = False, zone: str = "Asia/Shanghai", locale: str = "en-US", **extra):
+        context = _context(
+            browser, PHONE if phone else DESKTOP, mobile=phone, zone=zone, locale=locale, **extra
+        )
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context
+
+    yield _new
     for context in contexts:
         context.close()
 
