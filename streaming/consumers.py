@@ -142,11 +142,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.joined:
             return
+        # SPEC §6: any frame over the limit closes the connection, binary
+        # frames too, even though a small one only earns an error.
+        size = (
+            len(bytes_data or b"")
+            if text_data is None
+            else len(text_data.encode("utf-8", "surrogatepass"))
+        )
+        if size > MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
         if text_data is None:
             await self._error("invalid", _("Send JSON text frames."), None)
-            return
-        if len(text_data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
-            await self.close(code=CLOSE_TOO_BIG)
             return
         try:
             message = json.loads(text_data)
@@ -191,7 +198,11 @@ def _valid_ref(ref: Any) -> bool:
         return False
     if isinstance(ref, int):
         return abs(ref) < 2**53
-    return isinstance(ref, str) and len(ref) <= 100
+    if not isinstance(ref, str) or len(ref) > 100:
+        return False
+    # A lone surrogate (sent as "\ud800") cannot be encoded as UTF-8: echoing
+    # it would break the reply frame instead of answering it.
+    return not any("\ud800" <= char <= "\udfff" for char in ref)
 
 
 def _call(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -206,11 +217,12 @@ async def ping(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> Non
 @handles("question.ask")
 async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
+    text, anonymous = message.get("text"), message.get("anonymous", False)
+    # A refused question (empty, too long) must not use up one of the three.
+    services.check_question(text=text, anonymous=anonymous)
     await rate_limit(participant, "ask", ASK_LIMIT)
     question = await _call(services.ask_question)(
-        participant=participant,
-        text=message.get("text"),
-        anonymous=message.get("anonymous", False),
+        participant=participant, text=text, anonymous=anonymous
     )
     await consumer._ack(ref, id=question["id"])
 

@@ -80,8 +80,10 @@ def enter_room(*, session_id: int, user, registrant_id: int | None) -> Participa
     if session is None:
         raise ServiceError("not_found", _("There is no such session."))
     roles = roles_for(user, session.event_id)
+    speaker = None
     if user is not None and user.is_authenticated:
-        if session.speakers.filter(user=user).exists():
+        speaker = session.speakers.filter(user=user).first()
+        if speaker is not None:
             roles.add(EventRole.Role.SPEAKER)
     registration = None
     if registrant_id is not None:
@@ -111,11 +113,13 @@ def enter_room(*, session_id: int, user, registrant_id: int | None) -> Participa
             counted=not (user is not None and user.is_authenticated and user.is_staff),
         )
     assert role is not None
+    # The room knows a speaker by the name on the programme, not the login.
+    name = speaker.name if role == "speaker" and speaker is not None else ""
     return Participant(
         session_id=session.pk,
         event_id=session.event_id,
         role=role,
-        name=user.get_full_name() or user.get_username(),
+        name=name or user.get_full_name() or user.get_username(),
         user_id=user.pk,
     )
 
@@ -209,15 +213,21 @@ def _open_session(session_id: int, *, lock: bool = False) -> Session:
     return session
 
 
+def check_question(*, text: Any, anonymous: Any) -> str:
+    """The question's text as it would be stored; raises what
+    :func:`ask_question` would for bad input. Pure: no database."""
+    if not isinstance(anonymous, bool):
+        raise ServiceError("invalid", _("anonymous must be true or false."))
+    return clean_text(text, limit=MAX_QUESTION_LENGTH, field=_("The question"))
+
+
 def ask_question(*, participant: Participant, text: Any, anonymous: Any = False) -> dict[str, Any]:
     """Store a question and return it. In a moderated session an attendee's
     question waits as ``pending``; a moderator's is visible at once.
 
     Broadcast after commit: ``question`` to the room (while pending, only to
     moderators and the author)."""
-    if not isinstance(anonymous, bool):
-        raise ServiceError("invalid", _("anonymous must be true or false."))
-    text = clean_text(text, limit=MAX_QUESTION_LENGTH, field=_("The question"))
+    text = check_question(text=text, anonymous=anonymous)
     with transaction.atomic():
         session = _open_session(participant.session_id)
         pending = session.qa_moderated and not participant.moderates
@@ -366,7 +376,7 @@ def set_session_status(*, session_id: int, status: Any, user_id: int) -> dict[st
             raise ServiceError("invalid", _("There is no such session."))
         if "organiser" not in roles_for(user, session.event_id):
             raise ServiceError("forbidden", _("Only organisers can start or end a session."))
-        if status not in STATUS_CHANGES:
+        if not isinstance(status, str) or status not in STATUS_CHANGES:
             raise ServiceError("invalid", _("status must be live or ended."))
         if session.status == status:
             return session_info(session)
