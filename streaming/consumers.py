@@ -18,7 +18,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import trans_real
 
 from events.errors import ServiceError
 from events.views import registrant_for
@@ -59,6 +62,8 @@ def handles(message_type: str, *, role: str = "attendee") -> Callable[[Handler],
 
 
 async def rate_limit(participant: Participant, action: str, limit: tuple[int, float]) -> None:
+    if participant.moderates:
+        return  # the limits guard the room against attendees, not its hosts
     count, window = limit
     if not await ratelimit.allow(f"{action}:{participant.key}", limit=count, window=window):
         raise ServiceError(
@@ -89,6 +94,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        self.language = _language(self.scope)
         self.voted: set[int] = set()
         self.ready = False
         self.backlog: list[str] = []
@@ -109,7 +115,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if participant.counted:
             await presence().join(session_id, participant.registrant_id)
         state = await database_sync_to_async(services.room_state)(participant=participant)
-        self.voted = set(state["voted"])
+        # A union, not a replacement: the hub may already have recorded a
+        # vote committed after the state was read.
+        self.voted.update(state["voted"])
         hello = {
             "type": "hello",
             "session": state["session"],
@@ -142,6 +150,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.joined:
             return
+        # Error messages in the visitor's language, as on the pages.
+        with translation.override(self.language):
+            await self._receive(text_data, bytes_data)
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         # SPEC §6: any frame over the limit closes the connection, binary
         # frames too, even though a small one only earns an error.
         size = (
@@ -189,6 +202,23 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _ack(self, ref: Any, **extra: Any) -> None:
         await self.send_json({"type": "ack", "ref": ref, **extra})
+
+
+def _language(scope: dict[str, Any]) -> str:
+    """The language the pages would use: the language menu's cookie, else
+    the browser's Accept-Language, else the site default."""
+    candidates = [scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME, "")]
+    headers = dict(scope.get("headers") or [])
+    accept = headers.get(b"accept-language", b"").decode("latin-1")
+    candidates += [code for code, _q in trans_real.parse_accept_lang_header(accept)]
+    for code in candidates:
+        if not code or code == "*":
+            continue
+        try:
+            return translation.get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
 
 
 def _valid_ref(ref: Any) -> bool:

@@ -169,6 +169,8 @@ def serialize_question(question: Question, *, moderator: bool) -> dict[str, Any]
         "id": question.pk,
         "text": question.text,
         "author": None if question.anonymous and not moderator else question.author_name,
+        # Beyond SPEC §6's fields: tells moderators a named author asked anonymously.
+        "anonymous": question.anonymous,
         "votes": question.votes,
         "status": question.status,
         "answered": question.answered,

@@ -8,6 +8,8 @@ from datetime import datetime
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import translation
 
 from events.models import EventRole, Registration, Session
 from streaming import hub as hub_module
@@ -51,6 +53,7 @@ def frame_of(question: Question, *, voted: bool = False, author: str | None = "s
         "id": question.pk,
         "text": question.text,
         "author": question.author_name if author == "stored" else author,
+        "anonymous": question.anonymous,
         "votes": question.votes,
         "voted": voted,
         "status": question.status,
@@ -310,6 +313,7 @@ async def test_ask_acks_with_ref_and_id_and_broadcasts(scene, join, room):
             "id": question.pk,
             "text": "Is it recorded?",
             "author": "李华",
+            "anonymous": False,
             "votes": 0,
             "voted": False,
             "status": "visible",
@@ -1079,3 +1083,41 @@ async def test_reply_frames_are_valid_utf8(scene, join, room):
         output = await alice.receive_output(timeout=TIMEOUT)
         output["text"].encode("utf-8")
         assert json.loads(output["text"])["code"] == "invalid"
+
+
+async def test_ask_moderators_are_not_rate_limited(scene, login, room):
+    async with room(scene.session.pk, await login(scene.moderator)) as (moderator, _):
+        for n in range(1, 6):
+            await moderator.send_json_to({"type": "question.ask", "text": f"M{n}", "ref": n})
+            ack = await receive_after_questions(moderator, until="ack")
+            assert ack["ref"] == n
+    assert await db(Question.objects.count)() == 5
+
+
+async def test_error_messages_follow_the_browsers_language(scene, join):
+    from config.asgi import application
+
+    cookie = await join(scene.alice)
+    client = WebsocketCommunicator(
+        application,
+        f"/ws/sessions/{scene.session.pk}/",
+        headers=[
+            (b"origin", b"http://localhost"),
+            (b"cookie", f"sessionid={cookie}".encode()),
+            (b"accept-language", b"zh-CN,zh;q=0.9,en;q=0.5"),
+        ],
+    )
+    try:
+        assert (await client.connect())[0]
+        await client.receive_json_from(timeout=5)
+        await client.send_json_to({"type": "question.ask", "text": "   ", "ref": 1})
+        error = await client.receive_json_from(timeout=5)
+    finally:
+        await client.disconnect()
+    with translation.override("zh-hans"):
+        expected = translation.gettext("%(field)s cannot be empty.") % {
+            "field": translation.gettext("The question")
+        }
+    assert error["code"] == "invalid"
+    assert error["message"] == expected
+    assert expected != "The question cannot be empty."
