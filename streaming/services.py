@@ -386,7 +386,7 @@ def set_session_status(*, session_id: int, status: Any, user_id: int) -> dict[st
             raise ServiceError(
                 "invalid",
                 _("A %(current)s session cannot become %(wanted)s.")
-                % {"current": session.get_status_display(), "wanted": status},
+                % {"current": session.get_status_display(), "wanted": Session.Status(status).label},
             )
         session.status = status
         session.save(update_fields=["status"])
