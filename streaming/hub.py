@@ -95,7 +95,10 @@ class RoomHub:
         room.members.discard(member)
         if not room.members and room.closing is None:
             loop = asyncio.get_running_loop()
-            room.closing = loop.call_later(GRACE, lambda: asyncio.ensure_future(self._close(room)))
+            # Kept in room.tasks: the loop holds only a weak reference to a task.
+            room.closing = loop.call_later(
+                GRACE, lambda: room.tasks.append(asyncio.ensure_future(self._close(room)))
+            )
 
     async def viewers(self, session_id: int) -> dict[str, int]:
         count = await presence().count(session_id)

@@ -17,18 +17,22 @@ import time
 import uuid
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis.asyncio.client import Pipeline
 
 from streaming.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
-#: Seconds after which a silent process's viewers no longer count.
-PROCESS_TTL = 30
-#: How often a process refreshes its keys; well inside the TTL.
-HEARTBEAT = 10
+#: Seconds after which a silent process's viewers no longer count. Below the
+#: 30 s that SPEC.md §3 allows, so that the hub's next ``viewers`` push (up to
+#: ``hub.VIEWERS_EVERY`` later) still lands within them.
+PROCESS_TTL = 25
+#: How often a process refreshes its keys: three chances within the TTL.
+HEARTBEAT = 8
 PEAK_TTL = 30 * 24 * 3600
 
 
@@ -58,9 +62,11 @@ class LocalPresence:
         tally[registrant_id] -= 1
         if tally[registrant_id] == 0:
             del tally[registrant_id]
+            # Before awaiting: another leave may empty (and a join reopen)
+            # the room meanwhile.
+            if not tally:
+                del self.tally[room]
             await self._departed(room, registrant_id)
-        if not tally:
-            del self.tally[room]
 
     async def _arrived(self, room: int, registrant_id: int) -> None:
         pass
@@ -75,17 +81,24 @@ class LocalPresence:
         return Count(now=now, peak=peak)
 
 
-# Returns {count, peak}: prunes processes whose heartbeat lapsed, unions the
-# live processes' sets, and raises the stored peak.
+# Returns {count, peak}: forgets processes whose set has lapsed, unions the
+# live processes' sets, and raises the stored peak. Liveness is the set key's
+# own expiry, kept by Redis's clock: the hosts' clocks may disagree.
 COUNT_SCRIPT = """
 local procs_key, peak_key, union_key = KEYS[1], KEYS[2], KEYS[3]
-local now, prefix, peak_ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', procs_key, '-inf', now)
+local prefix, peak_ttl = ARGV[1], tonumber(ARGV[2])
 local procs = redis.call('ZRANGE', procs_key, 0, -1)
+local keys = {}
+for _, proc in ipairs(procs) do
+  local key = prefix .. proc
+  if redis.call('EXISTS', key) == 1 then
+    keys[#keys + 1] = key
+  else
+    redis.call('ZREM', procs_key, proc)
+  end
+end
 local count = 0
-if #procs > 0 then
-  local keys = {}
-  for i, proc in ipairs(procs) do keys[i] = prefix .. proc end
+if #keys > 0 then
   count = redis.call('SUNIONSTORE', union_key, unpack(keys))
   redis.call('DEL', union_key)
 end
@@ -99,12 +112,22 @@ return {count, peak}
 
 
 class RedisPresence(LocalPresence):
-    """Counts across processes through Redis (the production shape)."""
+    """Counts across processes through Redis (the production shape).
+
+    Every write of this process goes through one queue, drained by one task
+    as a MULTI batch at a time: Redis sees them in the order the tally
+    changed. Sent independently, on whichever pooled connection was free, a
+    tab's SREM could overtake the SADD of the join before it (a registrant
+    counted while gone), and a heartbeat's rewrite could land after a join it
+    did not include (a registrant missing until the next beat).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.process = uuid.uuid4().hex[:16]
         self._heartbeat: asyncio.Task | None = None
+        self._queue: list[tuple[Callable[[Pipeline], object], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task | None = None
 
     @staticmethod
     def _keys(room: int) -> tuple[str, str, str]:
@@ -113,25 +136,77 @@ class RedisPresence(LocalPresence):
 
     async def _arrived(self, room: int, registrant_id: int) -> None:
         procs, _, prefix = self._keys(room)
-        redis = redis_client()
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(prefix + self.process, registrant_id)
-            pipe.expire(prefix + self.process, PROCESS_TTL)
+        key = prefix + self.process
+
+        def write(pipe: Pipeline) -> None:
+            pipe.sadd(key, registrant_id)
+            pipe.expire(key, PROCESS_TTL)
             pipe.zadd(procs, {self.process: time.time() + PROCESS_TTL})
-            await pipe.execute()
+            pipe.expire(procs, PROCESS_TTL)
+
+        await self._write(write)
         self._ensure_heartbeat()
 
     async def _departed(self, room: int, registrant_id: int) -> None:
-        _, _, prefix = self._keys(room)
-        await redis_client().srem(prefix + self.process, registrant_id)
+        key = self._keys(room)[2] + self.process
+        await self._write(lambda pipe: pipe.srem(key, registrant_id))
 
     async def count(self, room: int) -> Count:
         procs, peak, prefix = self._keys(room)
         union = f"tx:room:{room}:union:{self.process}"
-        now, top = await redis_client().eval(
-            COUNT_SCRIPT, 3, procs, peak, union, time.time(), prefix, PEAK_TTL
-        )
+        now, top = await redis_client().eval(COUNT_SCRIPT, 3, procs, peak, union, prefix, PEAK_TTL)
         return Count(now=int(now), peak=int(top))
+
+    async def refresh(self) -> None:
+        """Rewrite this process's sets from its tally: repairs a set Redis
+        lost (a restart) or one that kept a member by mistake."""
+        await self._write(self._rewrite)
+
+    def _rewrite(self, pipe: Pipeline) -> None:
+        # Runs when the batch is built, so it reads the tally as of the
+        # writes queued before it, and none after.
+        for room, tally in self.tally.items():
+            procs, _, prefix = self._keys(room)
+            key = prefix + self.process
+            pipe.delete(key)
+            pipe.sadd(key, *tally.keys())
+            pipe.expire(key, PROCESS_TTL)
+            pipe.zadd(procs, {self.process: time.time() + PROCESS_TTL})
+            pipe.expire(procs, PROCESS_TTL)
+
+    async def _write(self, write: Callable[[Pipeline], object]) -> None:
+        """Queue ``write`` and wait until Redis has it. A caller that is
+        cancelled meanwhile does not take the write back: the tally has
+        already changed."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._queue.append((write, done))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            outcome: BaseException | None = None
+            try:
+                async with redis_client().pipeline(transaction=True) as pipe:
+                    for write, _ in batch:
+                        write(pipe)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                for _, done in batch + self._queue:
+                    done.cancel()
+                raise
+            except Exception as exc:
+                outcome = exc
+            for _, done in batch:
+                if done.done():
+                    continue
+                if outcome is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(outcome)
 
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is None or self._heartbeat.done():
@@ -145,18 +220,6 @@ class RedisPresence(LocalPresence):
             except Exception:
                 logger.exception("presence heartbeat failed; retrying")
             await asyncio.sleep(HEARTBEAT)
-
-    async def refresh(self) -> None:
-        redis = redis_client()
-        async with redis.pipeline(transaction=False) as pipe:
-            for room, tally in list(self.tally.items()):
-                procs, _, prefix = self._keys(room)
-                key = prefix + self.process
-                # Re-adding also repairs the set after Redis lost it (a restart).
-                pipe.sadd(key, *tally.keys())
-                pipe.expire(key, PROCESS_TTL)
-                pipe.zadd(procs, {self.process: time.time() + PROCESS_TTL})
-            await pipe.execute()
 
 
 _trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalPresence] = (

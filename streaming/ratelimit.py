@@ -11,13 +11,16 @@ from django.conf import settings
 
 from streaming.redis import redis_client
 
-# Returns 1 and records the hit when fewer than ARGV[2] hits fall within the
-# last ARGV[3] milliseconds; else 0.
+# Returns 1 and records the hit when fewer than ARGV[1] hits fall within the
+# last ARGV[2] milliseconds; else 0. Time is Redis's own, so that processes on
+# hosts whose clocks disagree still share one window.
 WINDOW_SCRIPT = """
-local key, now, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local key, limit, window, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
 if redis.call('ZCARD', key) >= limit then return 0 end
-redis.call('ZADD', key, now, ARGV[4])
+redis.call('ZADD', key, now, member)
 redis.call('PEXPIRE', key, window)
 return 1
 """
@@ -29,15 +32,8 @@ async def allow(key: str, *, limit: int, window: float) -> bool:
     """Record one hit for ``key`` if fewer than ``limit`` happened in the last
     ``window`` seconds, and say whether it was allowed."""
     if settings.REDIS_URL:
-        now_ms = int(time.time() * 1000)
         allowed = await redis_client().eval(
-            WINDOW_SCRIPT,
-            1,
-            f"tx:rate:{key}",
-            now_ms,
-            limit,
-            int(window * 1000),
-            f"{now_ms}-{secrets.token_hex(4)}",
+            WINDOW_SCRIPT, 1, f"tx:rate:{key}", limit, int(window * 1000), secrets.token_hex(8)
         )
         return bool(allowed)
     hits = _local[key]

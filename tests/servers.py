@@ -37,7 +37,8 @@ def test_database_url() -> str:
 class DaphneServer:
     """One ``daphne config.asgi:application`` process on a free port."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, *args: str, **env: str) -> None:
+        """``args`` go to daphne's command line, ``env`` to its environment."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -66,6 +67,7 @@ class DaphneServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *args,
                 "config.asgi:application",
             ],
             cwd=BASE_DIR,
