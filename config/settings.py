@@ -89,6 +89,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": env_str("TONGXIN_TEST_DB", str(BASE_DIR / "test-db.sqlite3"))
     }
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A pool per process: opening a PostgreSQL connection for every query
+    # costs ~20 ms, and Channels runs a process's database work on one
+    # thread, so a crowd joining a room would queue behind the connects.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": int(env_str("DATABASE_POOL_SIZE", "10")),
+        "timeout": 10,
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channels -----------------------------------------------------------------

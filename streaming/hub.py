@@ -207,9 +207,12 @@ class RoomHub:
                     member.voted.discard(question_id)
             moderator = participant.moderates
             if not moderator:
-                if question["status"] == "pending" and participant.key != message["author"]:
+                own = participant.key == message["author"]
+                if question["status"] == "pending" and not own:
                     continue
                 if question["status"] == "rejected":
+                    if not (own or message.get("was_visible", True)):
+                        continue  # never shown to this reader: nothing to remove
                     removed = removed or encode({"type": "question.removed", "id": question_id})
                     await _deliver(member, removed)
                     continue

@@ -322,8 +322,13 @@ def moderate_question(
             question.pinned = True
         else:  # unpin
             question.pinned = False
+        was_visible = Question.objects.filter(
+            pk=question.pk, status=Question.Status.VISIBLE
+        ).exists()
         question.save()
-        _announce(question)
+        # Who must be told of a rejection: everyone if the room saw it,
+        # else only its author.
+        _announce(question, was_visible=was_visible)
     return serialize_question(question, moderator=True)
 
 

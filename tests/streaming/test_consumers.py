@@ -1121,3 +1121,22 @@ async def test_error_messages_follow_the_browsers_language(scene, join):
     assert error["code"] == "invalid"
     assert error["message"] == expected
     assert expected != "The question cannot be empty."
+
+
+async def test_moderate_reject_of_a_pending_question_tells_only_its_author(
+    scene, join, login, room
+):
+    await db(set_session)(scene.session, qa_moderated=True)
+    question = await db(make_question)(scene.session, scene.alice, status="pending")
+    async with (
+        room(scene.session.pk, await join(scene.alice)) as (alice, _),
+        room(scene.session.pk, await join(scene.bob)) as (bob, _),
+        room(scene.session.pk, await login(scene.moderator)) as (moderator, _),
+    ):
+        await moderator.send_json_to(
+            {"type": "question.moderate", "id": question.pk, "action": "reject"}
+        )
+        assert (await receive(moderator))["question"]["status"] == "rejected"
+        assert await receive(alice) == {"type": "question.removed", "id": question.pk}
+        # Bob never saw it: not even its id reaches him.
+        assert await bob.receive_nothing(timeout=0.3)
