@@ -41,9 +41,10 @@ def _check_ids(field: forms.Field, values) -> None:
 class IdMultipleChoiceField(forms.ModelMultipleChoiceField):
     """Refuses values that are not ids before they reach a query."""
 
-    def _check_values(self, value):
-        _check_ids(self, value)
-        return super()._check_values(value)
+    def clean(self, value):
+        if isinstance(value, list | tuple):
+            _check_ids(self, value)
+        return super().clean(value)
 
 
 class IdChoiceField(forms.ModelChoiceField):
@@ -81,9 +82,11 @@ class RegistrationForm(forms.Form):
     def __init__(self, *args, event: Event, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.event = event
-        self.fields["sessions"].queryset = event.sessions.filter(
-            status__in=Session.OPEN_STATUSES
-        ).order_by("starts_at", "pk")
+        sessions = self.fields["sessions"]
+        assert isinstance(sessions, SessionChoiceField)
+        sessions.queryset = event.sessions.filter(status__in=Session.OPEN_STATUSES).order_by(
+            "starts_at", "pk"
+        )
 
     def clean_name(self) -> str:
         return clean_text(self.cleaned_data["name"])
@@ -97,6 +100,6 @@ class CancelForm(forms.Form):
 
     def __init__(self, *args, registrant: Registrant, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["sessions"].queryset = Session.objects.filter(
-            registrations__registrant=registrant
-        )
+        sessions = self.fields["sessions"]
+        assert isinstance(sessions, IdMultipleChoiceField)
+        sessions.queryset = Session.objects.filter(registrations__registrant=registrant)

@@ -84,7 +84,7 @@ def _outcome_message(outcome: services.Outcome) -> tuple[int, str]:
         return messages.ERROR, _("%(title)s is full; you could not be registered.") % {
             "title": title
         }
-    texts = {
+    texts: dict[str, str] = {
         Registration.Status.CONFIRMED: _("You are registered for %(title)s."),
         Registration.Status.WAITLISTED: _(
             "%(title)s is full; you are on the waiting list and will be e-mailed if a seat frees up."
@@ -122,7 +122,8 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
         )
     )
     for registration in registrations:
-        registration.invite_method = invites.method_for(registration)
+        # Read by the template: whether an invite exists, and which.
+        setattr(registration, "invite_method", invites.method_for(registration))  # noqa: B010
     # Cancelled places may be taken again; others (held, awaited or
     # declined) stay as they are.
     registered_ids = {

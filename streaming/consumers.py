@@ -112,7 +112,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # then arrives through the hub and waits in the backlog until hello.
         await hub().join(session_id, self)
         self.joined = True
-        if participant.counted:
+        if participant.counted and participant.registrant_id is not None:
             await presence().join(session_id, participant.registrant_id)
         state = await database_sync_to_async(services.room_state)(participant=participant)
         # A union, not a replacement: the hub may already have recorded a
@@ -144,7 +144,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.joined = False
         session_id = self.participant.session_id
         await hub().leave(session_id, self)
-        if self.participant.counted:
+        if self.participant.counted and self.participant.registrant_id is not None:
             await presence().leave(session_id, self.participant.registrant_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -180,9 +180,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not _valid_ref(ref):
             await self._error("invalid", _("ref must be a short string or a number."), None)
             return
-        handler = (
-            HANDLERS.get(message.get("type")) if isinstance(message.get("type"), str) else None
-        )
+        message_type = message.get("type")
+        handler = HANDLERS.get(message_type) if isinstance(message_type, str) else None
         if handler is None:
             await self._error("invalid", _("Unknown message type."), ref)
             return

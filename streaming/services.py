@@ -366,7 +366,7 @@ def _announce(question: Question, **extra: Any) -> None:
 # Session status ---------------------------------------------------------------------
 
 
-STATUS_CHANGES = {
+STATUS_CHANGES: dict[str, tuple[str, ...]] = {
     Session.Status.LIVE: (Session.Status.SCHEDULED,),
     Session.Status.ENDED: (Session.Status.LIVE,),
 }
