@@ -1,10 +1,8 @@
 """The two deployment shapes of SPEC.md §3, started for real."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -12,13 +10,9 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from tests.servers import DaphneServer
+
 BASE_DIR = Path(settings.BASE_DIR)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def production_env(tmp_path, **extra) -> dict[str, str]:
@@ -75,48 +69,17 @@ def test_daphne_with_debug_off_serves_pages_and_static_files(tmp_path):
     for args in (("migrate", "--no-input"), ("collectstatic", "--no-input")):
         result = manage(env, *args)
         assert result.returncode == 0, result.stderr
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server = DaphneServer(**{k: v for k, v in env.items() if k != "SITE_URL"})
     try:
-        base = f"http://127.0.0.1:{port}"
-        html = _get_when_up(base + "/", server).decode()
+        with urllib.request.urlopen(server.url + "/", timeout=10) as response:
+            html = response.read().decode()
         assert "<html" in html
         # The page links the hashed, compressed copy that collectstatic made.
         css_path = html.split('rel="stylesheet" href="', 1)[1].split('"', 1)[0]
         assert css_path.startswith("/static/css/app.") and css_path.endswith(".css")
         assert css_path != "/static/css/app.css"
-        with urllib.request.urlopen(base + css_path, timeout=10) as response:
+        with urllib.request.urlopen(server.url + css_path, timeout=10) as response:
             assert response.status == 200
             assert b".card" in response.read()
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _get_when_up(url, server, timeout=30.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read()
-        except OSError:
-            if server.poll() is not None:
-                pytest.fail("daphne exited: " + server.stderr.read().decode()[-2000:])
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        server.stop()
