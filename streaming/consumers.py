@@ -10,6 +10,7 @@ channel at all.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from django.utils.translation import trans_real
 from events.errors import ServiceError
 from events.views import registrant_for
 from streaming import ratelimit, services
-from streaming.hub import encode, hub
+from streaming.hub import encode, frame_for, hub
 from streaming.presence import presence
 from streaming.services import Participant
 
@@ -37,6 +38,8 @@ MAX_FRAME_BYTES = 16 * 1024
 CLOSE_TOO_BIG = 4009
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+#: Something failed on our side; the client reconnects and retries.
+CLOSE_INTERNAL = 1011
 
 ASK_LIMIT = (3, 30.0)  # questions per seconds, per participant
 VOTE_LIMIT = (20, 10.0)
@@ -91,13 +94,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     participant: Participant
     joined = False
+    counted = False
 
     async def connect(self) -> None:
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
         self.language = _language(self.scope)
         self.voted: set[int] = set()
         self.ready = False
-        self.backlog: list[str] = []
+        self.held: list[dict[str, Any]] = []
         try:
             self.participant = await database_sync_to_async(_resolve)(self.scope, session_id)
         except ServiceError as exc:
@@ -107,17 +111,29 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND if exc.code == "not_found" else CLOSE_FORBIDDEN)
             return
         await self.accept()
+        # A failure, or Daphne cancelling a slow connect, after joining must
+        # not leave a ghost member in the room or in the viewer count.
+        try:
+            await self._enter(session_id)
+        except asyncio.CancelledError:
+            await self._leave()
+            raise
+        except Exception:
+            logger.exception("could not open room %s", session_id)
+            await self._leave()
+            await self.close(code=CLOSE_INTERNAL)
+
+    async def _enter(self, session_id: int) -> None:
         participant = self.participant
         # Join before reading the state: anything committed after the read
-        # then arrives through the hub and waits in the backlog until hello.
-        await hub().join(session_id, self)
+        # then arrives through the hub and is held until hello is sent.
         self.joined = True
+        await hub().join(session_id, self)
         if participant.counted and participant.registrant_id is not None:
+            self.counted = True
             await presence().join(session_id, participant.registrant_id)
         state = await database_sync_to_async(services.room_state)(participant=participant)
-        # A union, not a replacement: the hub may already have recorded a
-        # vote committed after the state was read.
-        self.voted.update(state["voted"])
+        self.voted = set(state["voted"])
         hello = {
             "type": "hello",
             "session": state["session"],
@@ -126,25 +142,31 @@ class LiveConsumer(AsyncWebsocketConsumer):
             "viewers": await hub().viewers(session_id),
         }
         await self.send(text_data=encode(hello))
+        # Replay what arrived meanwhile, in order: votes in it update
+        # ``voted`` on top of the state hello was built from.
+        while self.held:
+            text = frame_for(self, self.held.pop(0), {})
+            if text is not None:
+                await self.send(text_data=text)
         self.ready = True
-        backlog, self.backlog = self.backlog, []
-        for text in backlog:
-            await self.send(text_data=text)
 
     async def deliver(self, text: str) -> None:
-        """Called by the hub with an encoded room frame."""
-        if self.ready:
-            await self.send(text_data=text)
-        else:
-            self.backlog.append(text)
+        """Called by the hub with an encoded room frame (once ready)."""
+        await self.send(text_data=text)
 
     async def disconnect(self, code: int) -> None:
+        await self._leave()
+
+    async def _leave(self) -> None:
         if not self.joined:
             return
         self.joined = False
+        self.ready = False
         session_id = self.participant.session_id
         await hub().leave(session_id, self)
-        if self.participant.counted and self.participant.registrant_id is not None:
+        if self.counted:
+            self.counted = False
+            assert self.participant.registrant_id is not None
             await presence().leave(session_id, self.participant.registrant_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -33,4 +33,6 @@ def publish(session_id: int, event: dict[str, Any]) -> None:
 def publish_on_commit(session_id: int, event: dict[str, Any]) -> None:
     """Publish once the current transaction commits, so nothing that could
     still roll back is ever announced."""
-    transaction.on_commit(lambda: publish(session_id, event))
+    # robust: what is committed stays committed and acknowledged even if
+    # the layer is briefly unreachable; the failure is logged.
+    transaction.on_commit(lambda: publish(session_id, event), robust=True)

@@ -19,7 +19,7 @@ Contract:
   the group only if nobody rejoined by then.
 
 A member is anything with ``participant``, ``voted`` (the question ids its
-voter has voted for) and ``async deliver(text)``; see
+voter has voted for), ``ready``, ``held`` and ``async deliver(text)``; see
 :class:`streaming.consumers.LiveConsumer`.
 """
 
@@ -50,6 +50,10 @@ GRACE = 5.0
 class Member(Protocol):
     participant: Participant
     voted: set[int]
+    #: False until the member's hello is sent; room messages meanwhile wait
+    #: in ``held`` and are replayed with :func:`frame_for`.
+    ready: bool
+    held: list[dict[str, Any]]
 
     async def deliver(self, text: str) -> None: ...
 
@@ -177,53 +181,61 @@ class RoomHub:
     # Fan-out ---------------------------------------------------------------------
 
     async def fan_out(self, room: Room, message: dict[str, Any]) -> None:
-        event = message.get("event")
-        if event == "status":
-            await self._send_all(
-                room, encode({"type": "session.status", "status": message["status"]})
-            )
-        elif event == "question":
-            await self._send_question(room, message)
-        else:
-            logger.warning("room %s: unknown room message %r", room.session_id, event)
+        frames: dict[Any, str] = {}
+        for member in list(room.members):
+            if not member.ready:
+                # Replayed after its hello, against the state it was sent.
+                member.held.append(message)
+                continue
+            text = frame_for(member, message, frames)
+            if text is not None:
+                await _deliver(member, text)
 
     async def _send_all(self, room: Room, text: str) -> None:
         for member in list(room.members):
-            await _deliver(member, text)
+            if member.ready:
+                await _deliver(member, text)
 
-    async def _send_question(self, room: Room, message: dict[str, Any]) -> None:
-        question = message["question"]
-        question_id = question["id"]
-        voter, up = message.get("voter"), message.get("up")
-        frames: dict[tuple[bool, bool], str] = {}
-        removed = ""
-        for member in list(room.members):
-            participant = member.participant
-            if voter is not None and participant.key == voter:
-                # Keeps ``voted`` right in every tab of the voter.
-                if up:
-                    member.voted.add(question_id)
-                else:
-                    member.voted.discard(question_id)
-            moderator = participant.moderates
-            if not moderator:
-                own = participant.key == message["author"]
-                if question["status"] == "pending" and not own:
-                    continue
-                if question["status"] == "rejected":
-                    if not (own or message.get("was_visible", True)):
-                        continue  # never shown to this reader: nothing to remove
-                    removed = removed or encode({"type": "question.removed", "id": question_id})
-                    await _deliver(member, removed)
-                    continue
-            view = (moderator, question_id in member.voted)
-            text = frames.get(view)
-            if text is None:
-                body = dict(question, voted=view[1])
-                if message.get("anonymous") and not moderator:
-                    body["author"] = None
-                text = frames[view] = encode({"type": "question", "question": body})
-            await _deliver(member, text)
+
+def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -> str | None:
+    """The frame ``member`` gets for a room message, or None when it must not
+    see it. A vote first updates the voter's ``voted`` set, in every tab.
+    ``frames`` caches encodings across members: one per distinct view."""
+    event = message.get("event")
+    if event == "status":
+        if "status" not in frames:
+            frames["status"] = encode({"type": "session.status", "status": message["status"]})
+        return frames["status"]
+    if event != "question":
+        logger.warning("unknown room message %r", event)
+        return None
+    question = message["question"]
+    question_id = question["id"]
+    participant = member.participant
+    voter = message.get("voter")
+    if voter is not None and participant.key == voter:
+        if message.get("up"):
+            member.voted.add(question_id)
+        else:
+            member.voted.discard(question_id)
+    moderator = participant.moderates
+    if not moderator:
+        own = participant.key == message["author"]
+        if question["status"] == "pending" and not own:
+            return None
+        if question["status"] == "rejected":
+            if not (own or message.get("was_visible", True)):
+                return None  # never shown to this reader: nothing to remove
+            if "removed" not in frames:
+                frames["removed"] = encode({"type": "question.removed", "id": question_id})
+            return frames["removed"]
+    view = (moderator, question_id in member.voted)
+    if view not in frames:
+        body = dict(question, voted=view[1])
+        if message.get("anonymous") and not moderator:
+            body["author"] = None
+        frames[view] = encode({"type": "question", "question": body})
+    return frames[view]
 
 
 async def _deliver(member: Member, text: str) -> None:

@@ -26,6 +26,7 @@ return 1
 """
 
 _local: defaultdict[str, deque[float]] = defaultdict(deque)
+SWEEP_ABOVE = 10_000
 
 
 async def allow(key: str, *, limit: int, window: float) -> bool:
@@ -36,8 +37,12 @@ async def allow(key: str, *, limit: int, window: float) -> bool:
             WINDOW_SCRIPT, 1, f"tx:rate:{key}", limit, int(window * 1000), secrets.token_hex(8)
         )
         return bool(allowed)
-    hits = _local[key]
     now = time.monotonic()
+    if len(_local) > SWEEP_ABOVE:
+        # Forget participants idle for longer than any window.
+        for stale in [k for k, h in _local.items() if not h or h[-1] < now - window * 10]:
+            del _local[stale]
+    hits = _local[key]
     while hits and hits[0] <= now - window:
         hits.popleft()
     if len(hits) >= limit:

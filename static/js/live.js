@@ -13,6 +13,7 @@
   var lang = document.documentElement.lang || undefined;
 
   var PING_EVERY = 25000;
+  var HELLO_WITHIN = 15000;
   var BACKOFF_FIRST = 500;
   var BACKOFF_MAX = 30000;
 
@@ -651,30 +652,52 @@
       return;
     }
     socket = current;
+    var openedAt = 0;
+    var lastFrameAt = 0;
+    var lastPingAt = 0;
     current.onopen = function () {
-      pingTimer = window.setInterval(function () { send({ type: "ping" }); }, PING_EVERY);
+      if (socket !== current) { return; }
+      openedAt = lastFrameAt = lastPingAt = Date.now();
+      pingTimer = window.setInterval(function () {
+        // A socket can stay "open" long after the network went away (sleep,
+        // a proxy dropping it): no hello soon after opening, or no frame
+        // (pongs included) for two ping intervals, means start again.
+        var now = Date.now();
+        if ((!greeted && now - openedAt > HELLO_WITHIN) || now - lastFrameAt > 2 * PING_EVERY) {
+          dropped(current, 1006);
+          current.close();
+          return;
+        }
+        if (now - lastPingAt >= PING_EVERY) {
+          lastPingAt = now;
+          send({ type: "ping" });
+        }
+      }, PING_EVERY / 5);
     };
     current.onmessage = function (event) {
       if (socket !== current) { return; }
+      lastFrameAt = Date.now();
       var message;
       try { message = JSON.parse(event.data); } catch (e) { return; }
       receive(message);
     };
-    current.onclose = function (event) {
-      if (socket !== current) { return; }
-      socket = null;
-      greeted = false;
-      window.clearInterval(pingTimer);
-      // Nobody will answer what was in flight; let each sender say so.
-      var lost = Array.from(waiting.values());
-      waiting.clear();
-      lost.forEach(function (reply) { reply({ type: "error", code: "offline" }); });
-      if (event.code === 4403 || event.code === 4404) {
-        setConnection(event.code === 4403 ? "forbidden" : "gone");
-        return;
-      }
-      reconnectLater();
-    };
+    current.onclose = function (event) { dropped(current, event.code); };
+  }
+
+  function dropped(closed, code) {
+    if (socket !== closed) { return; }
+    socket = null;
+    greeted = false;
+    window.clearInterval(pingTimer);
+    // Nobody will answer what was in flight; let each sender say so.
+    var lost = Array.from(waiting.values());
+    waiting.clear();
+    lost.forEach(function (reply) { reply({ type: "error", code: "offline" }); });
+    if (code === 4403 || code === 4404) {
+      setConnection(code === 4403 ? "forbidden" : "gone");
+      return;
+    }
+    reconnectLater();
   }
 
   // Exponential backoff with ±50 % jitter, so a restarted server is not hit

@@ -1140,3 +1140,28 @@ async def test_moderate_reject_of_a_pending_question_tells_only_its_author(
         assert await receive(alice) == {"type": "question.removed", "id": question.pk}
         # Bob never saw it: not even its id reaches him.
         assert await bob.receive_nothing(timeout=0.3)
+
+
+async def test_connect_failing_after_joining_leaves_no_ghost_viewer(
+    scene, join, socket, room, monkeypatch
+):
+    from streaming import consumers
+
+    real_state = consumers.services.room_state
+    calls = {"n": 0}
+
+    def failing_once(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database went away")
+        return real_state(**kwargs)
+
+    monkeypatch.setattr(consumers.services, "room_state", failing_once)
+    async with socket(scene.session.pk, await join(scene.alice)) as alice:
+        connected, _ = await alice.connect()
+        assert connected
+        assert await alice.receive_output(timeout=5) == {"type": "websocket.close", "code": 1011}
+
+    async with room(scene.session.pk, await join(scene.bob)) as (_, hello):
+        # Alice's failed connect is not counted; only Bob is watching.
+        assert hello["viewers"]["now"] == 1

@@ -42,6 +42,8 @@ class FakeMember:
             counted=registrant_id is not None and role == "attendee",
         )
         self.voted = set(voted or ())
+        self.ready = True
+        self.held: list[dict[str, Any]] = []
         self.frames: list[dict[str, Any]] = []
 
     async def deliver(self, text: str) -> None:
@@ -326,3 +328,56 @@ async def test_viewer_counts_are_pushed_at_most_once_per_interval(layer_hub, mon
     assert watcher.frames[-1] == {"type": "viewers", "now": 41, "peak": 41}
     for registrant in range(1, 42):
         await tracker.leave(session_id, registrant)
+
+
+async def test_member_not_yet_greeted_gets_room_messages_replayed_against_its_state():
+    """A vote withdrawn while a tab was connecting must not be undone by the
+    state that tab read, nor by frames encoded before its hello."""
+    from streaming.hub import frame_for
+
+    hub_ = RoomHub()
+    room = Room(SESSION)
+    joining = attendee(7)
+    joining.ready = False
+    room.members.add(joining)
+    question = {
+        "id": 14,
+        "text": "Q",
+        "author": "A",
+        "anonymous": False,
+        "votes": 0,
+        "status": "visible",
+        "answered": False,
+        "answer": None,
+        "pinned": False,
+        "created_at": "2026-11-26T06:00:00+00:00",
+    }
+    await hub_.fan_out(
+        room,
+        {
+            "event": "question",
+            "question": dict(question, votes=1),
+            "author": "r1",
+            "voter": "r7",
+            "up": True,
+        },
+    )
+    await hub_.fan_out(
+        room,
+        {
+            "event": "question",
+            "question": dict(question, votes=0),
+            "author": "r1",
+            "voter": "r7",
+            "up": False,
+        },
+    )
+    assert joining.frames == []
+    assert len(joining.held) == 2
+
+    # The state was read after the first vote only.
+    joining.voted = {14}
+    frames = [frame_for(joining, message, {}) for message in joining.held]
+
+    assert [json.loads(f)["question"]["voted"] for f in frames] == [True, False]
+    assert joining.voted == set()
