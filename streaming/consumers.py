@@ -281,6 +281,8 @@ async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None
 @handles("question.vote")
 async def vote(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
+    # Malformed votes are refused without spending the allowance.
+    services.check_vote(question_id=message.get("id"), up=message.get("up"))
     await rate_limit(participant, "vote", VOTE_LIMIT)
     question = await _call(services.vote_question)(
         participant=participant, question_id=message.get("id"), up=message.get("up")

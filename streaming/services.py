@@ -223,6 +223,13 @@ def check_question(*, text: Any, anonymous: Any) -> str:
     return clean_text(text, limit=MAX_QUESTION_LENGTH, field=_("The question"))
 
 
+def check_vote(*, question_id: Any, up: Any) -> None:
+    """Raises what :func:`vote_question` would for malformed input. Pure."""
+    _require_id(question_id)
+    if not isinstance(up, bool):
+        raise ServiceError("invalid", _("up must be true or false."))
+
+
 def ask_question(*, participant: Participant, text: Any, anonymous: Any = False) -> dict[str, Any]:
     """Store a question and return it. In a moderated session an attendee's
     question waits as ``pending``; a moderator's is visible at once.
@@ -251,9 +258,7 @@ def vote_question(*, participant: Participant, question_id: Any, up: Any) -> dic
     take votes.
 
     Broadcast after commit, when the count changed: ``question``."""
-    _require_id(question_id)
-    if not isinstance(up, bool):
-        raise ServiceError("invalid", _("up must be true or false."))
+    check_vote(question_id=question_id, up=up)
     with transaction.atomic():
         _open_session(participant.session_id)
         question = _question(participant, question_id, lock=True)
