@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -45,12 +46,13 @@ class Participant:
     #: that moderate or organise.
     counted: bool = False
 
-    @property
+    # Cached: the hub reads these for every viewer on every room message.
+    @cached_property
     def key(self) -> str:
         """One identity across tabs and processes: votes, rate limits, authorship."""
         return f"r{self.registrant_id}" if self.registrant_id else f"u{self.user_id}"
 
-    @property
+    @cached_property
     def moderates(self) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK["moderator"]
 
