@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import env_bool, env_list, env_str, parse_email_url
+from config.env import env_bool, env_float, env_list, env_str, parse_email_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -126,6 +126,12 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Attendance ----------------------------------------------------------------
+
+#: How often each process writes its viewers' open watch intervals: the most
+#: watch time a killed process can lose (SPEC.md §7 allows 60 s).
+ATTENDANCE_FLUSH_SECONDS = env_float("ATTENDANCE_FLUSH_SECONDS", 15.0, minimum=0.5, maximum=45.0)
 
 # Auth ---------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("manage/", include("events.manage_urls")),
+    path("manage/", include("attendance.manage_urls")),
+    path("", include("attendance.urls")),
     path("", include("streaming.urls")),
     path("", include("events.urls")),
 ] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

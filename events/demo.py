@@ -402,6 +402,8 @@ def _load_event(data: EventData, *, now: datetime, summary: DemoSummary) -> Even
                 "stream_kind": Session.StreamKind.HLS if item.stream else Session.StreamKind.NONE,
                 "stream_url": f"{settings.SITE_URL}/static/demo/stream.m3u8" if item.stream else "",
                 "qa_moderated": True,
+                "live_started_at": starts_at if status != Session.Status.SCHEDULED else None,
+                "live_ended_at": ends_at if status == Session.Status.ENDED else None,
             },
         )
         if changed and set(changed) & set(INVITE_FIELDS):

@@ -8,7 +8,6 @@ before the event is even looked up, so ids do not reveal what exists.
 from __future__ import annotations
 
 import copy
-import csv
 from collections.abc import Callable, Iterator
 from functools import wraps
 
@@ -18,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,6 +29,7 @@ from events.errors import ServiceError
 from events.manage_forms import EventForm, RegistrationFilterForm, SessionForm, SpeakerForm
 from events.models import Event, Registrant, Registration, Session, Speaker
 from events.queries import can_manage, managed_events, sessions_with_counts
+from events.spreadsheets import csv_response, csv_safe
 
 REGISTRATIONS_PER_PAGE = 50
 
@@ -369,10 +369,6 @@ def registration_reject(request: HttpRequest, event: Event, registration_id: int
     return _decide(request, event, registration_id, approve=False)
 
 
-#: Characters that make a spreadsheet read a cell as a formula (or, for tab
-#: and carriage return, shift it into one).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
 CSV_HEADER = [
     "name",
     "email",
@@ -384,20 +380,7 @@ CSV_HEADER = [
 ]
 
 
-def csv_safe(value: str) -> str:
-    """``value`` as a spreadsheet shows it as text, never runs it (SPEC.md §9)."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_rows(event: Event, queryset) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    # A BOM lets Excel detect UTF-8, so Chinese names open correctly.
-    yield "\ufeff" + writer.writerow(CSV_HEADER)
+def _csv_rows(event: Event, queryset) -> Iterator[list]:
     zone = event.zone
     rows = queryset.values_list(
         "registrant__name",
@@ -411,17 +394,15 @@ def _csv_rows(event: Event, queryset) -> Iterator[str]:
     for name, email, organisation, session_id, title, status, created_at in rows.iterator(
         chunk_size=2000
     ):
-        yield writer.writerow(
-            [
-                csv_safe(name),
-                csv_safe(email),
-                csv_safe(organisation),
-                session_id,
-                csv_safe(title),
-                status,
-                created_at.astimezone(zone).isoformat(),
-            ]
-        )
+        yield [
+            csv_safe(name),
+            csv_safe(email),
+            csv_safe(organisation),
+            session_id,
+            csv_safe(title),
+            status,
+            created_at.astimezone(zone).isoformat(),
+        ]
 
 
 @manages_event
@@ -435,9 +416,4 @@ def registrations_csv(request: HttpRequest, event: Event) -> HttpResponse:
     queryset = filters.apply(_registrations(event)).order_by(
         "session__starts_at", "created_at", "pk"
     )
-    # Streamed: the reference events have tens of thousands of registrations.
-    response = StreamingHttpResponse(
-        _csv_rows(event, queryset), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="{event.slug}-registrations.csv"'
-    return response
+    return csv_response(f"{event.slug}-registrations.csv", CSV_HEADER, _csv_rows(event, queryset))

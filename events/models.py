@@ -141,6 +141,10 @@ class Session(models.Model):
         _("certificate threshold (percentage of scheduled length)"), default=80
     )
     ical_sequence = models.PositiveIntegerField(default=0, editable=False)
+    #: When an organiser pressed Go live and End: watch time counts only
+    #: between them.
+    live_started_at = models.DateTimeField(_("went live"), null=True, blank=True, editable=False)
+    live_ended_at = models.DateTimeField(_("ended at"), null=True, blank=True, editable=False)
     speakers = models.ManyToManyField(
         Speaker, blank=True, related_name="sessions", verbose_name=_("speakers")
     )

@@ -24,6 +24,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import trans_real
 
+from attendance.tracker import tracker
 from events.errors import ServiceError
 from events.views import registrant_for
 from streaming import ratelimit, services
@@ -131,6 +132,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await hub().join(session_id, self)
         if participant.counted and participant.registrant_id is not None:
             self.counted = True
+            tracker().arrive(session_id, participant.registrant_id)
             await presence().join(session_id, participant.registrant_id)
         state = await database_sync_to_async(services.room_state)(participant=participant)
         self.voted = set(state["voted"])
@@ -167,6 +169,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self.counted:
             self.counted = False
             assert self.participant.registrant_id is not None
+            tracker().depart(session_id, self.participant.registrant_id)
             await presence().leave(session_id, self.participant.registrant_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
+from attendance import tracker as attendance_tracker
 from streaming.groups import room_group
 from streaming.presence import presence
 from streaming.services import Participant
@@ -159,6 +160,7 @@ class RoomHub:
             await asyncio.sleep(VIEWERS_EVERY)
             try:
                 await self._push_viewers(room)
+                await self._sample(room)
                 since_subscribe += VIEWERS_EVERY
                 if self.layer is not None and since_subscribe >= RESUBSCRIBE_EVERY:
                     since_subscribe = 0.0
@@ -167,6 +169,13 @@ class RoomHub:
                 raise
             except Exception:
                 logger.exception("room %s: viewer count failed", room.session_id)
+
+    async def _sample(self, room: Room) -> None:
+        """Offer the room's count to the timeline; the tracker keeps one
+        sample per slot across every process."""
+        if room.members:
+            counts = room.last_viewers or (0, 0)
+            await attendance_tracker.sample(room.session_id, counts[0])
 
     async def _push_viewers(self, room: Room) -> None:
         if not room.members:

@@ -222,6 +222,17 @@ class RedisPresence(LocalPresence):
             await asyncio.sleep(HEARTBEAT)
 
 
+async def count_or_nothing(room: int) -> Count:
+    """The room's count for pages and reports: when it cannot be read (Redis
+    unreachable), nobody is counted and the failure is logged, instead of
+    failing the page."""
+    try:
+        return await presence().count(room)
+    except Exception:
+        logger.exception("could not count the viewers of room %s", room)
+        return Count(now=0, peak=0)
+
+
 _trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalPresence] = (
     weakref.WeakKeyDictionary()
 )

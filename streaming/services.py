@@ -18,6 +18,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from events.errors import ServiceError
@@ -401,6 +402,10 @@ def set_session_status(*, session_id: int, status: Any, user_id: int) -> dict[st
                 % {"current": session.get_status_display(), "wanted": Session.Status(status).label},
             )
         session.status = status
-        session.save(update_fields=["status"])
+        if status == Session.Status.LIVE:
+            session.live_started_at = timezone.now()
+        else:
+            session.live_ended_at = timezone.now()
+        session.save(update_fields=["status", "live_started_at", "live_ended_at"])
         groups.publish_on_commit(session.pk, {"event": "status", "status": status})
     return session_info(session)

@@ -55,6 +55,13 @@ def _fresh_rate_limits():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_timeline_slots():
+    from attendance import tracker
+
+    tracker._local_slots.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_redis_state():
     """Session ids restart with every test database; Redis keys must too."""
     if settings.REDIS_URL:

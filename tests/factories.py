@@ -37,6 +37,13 @@ def make_session(event: Event | None = None, **fields) -> Session:
         "ends_at": starts + timedelta(hours=2),
     }
     defaults.update(fields)
+    # A session made live or ended went live (and ended) as an organiser
+    # would have made it: at its scheduled times unless a test says otherwise.
+    status = defaults.get("status", Session.Status.SCHEDULED)
+    if status in (Session.Status.LIVE, Session.Status.ENDED):
+        defaults.setdefault("live_started_at", defaults["starts_at"])
+    if status == Session.Status.ENDED:
+        defaults.setdefault("live_ended_at", defaults["ends_at"])
     return Session.objects.create(event=event, **defaults)
 
 
