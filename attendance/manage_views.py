@@ -215,6 +215,19 @@ def issue_one(request: HttpRequest, session_id: int, registrant_id: int) -> Http
     session = _managed_session(request, session_id)
     if session is None:
         return _forbidden(request)
+    existing = Certificate.objects.filter(session=session, registrant_id=registrant_id).first()
+    if existing is not None:
+        # A second click, or a page left open: say what there already is.
+        messages.info(
+            request,
+            (
+                _("%(name)s already has certificate %(serial)s; it was revoked.")
+                if existing.revoked
+                else _("%(name)s already has certificate %(serial)s.")
+            )
+            % {"name": existing.name, "serial": existing.serial},
+        )
+        return _back(request, session)
     try:
         certificate = services.issue_certificate(
             session_id=session.pk,

@@ -8,12 +8,17 @@ certificate downloads and ``manage.py issue_certificates``.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
@@ -23,6 +28,8 @@ from attendance import intervals, render, serials
 from attendance.models import Certificate, WatchInterval
 from events.errors import ServiceError
 from events.models import Registrant, Registration, Session
+
+logger = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 500
 
@@ -62,6 +69,29 @@ def watch_seconds(session: Session, registrant_ids: Iterable[int] | None = None)
         if seconds > 0:
             watched[registrant_id] = seconds
     return watched
+
+
+#: Seconds after the last scheduled write of watch time (the flush period)
+#: before it is taken as final.
+SETTLE_MARGIN = 5.0
+
+
+def attendance_settled(session: Session, now: datetime | None = None) -> bool:
+    """Whether the session has ended and every process has written its
+    viewers' last minutes: certificates are issued only then, so that none
+    is refused, or printed a minute short, for a write still on its way."""
+    if session.status != Session.Status.ENDED:
+        return False
+    if session.live_ended_at is None:
+        return True
+    settle = timedelta(seconds=settings.ATTENDANCE_FLUSH_SECONDS + SETTLE_MARGIN)
+    return (now or timezone.now()) >= session.live_ended_at + settle
+
+
+def _not_settled_message(session: Session) -> str:
+    if session.status != Session.Status.ENDED:
+        return _("Certificates are issued once the session has ended.")
+    return _("Attendance is still being counted; certificates are ready within a minute.")
 
 
 def minutes(seconds: int) -> int:
@@ -136,7 +166,7 @@ def attendance_rows(session: Session) -> list[AttendanceRow]:
     watched = watch_seconds(session)
     certificates = {c.registrant_id: c for c in session.certificates.all()}
     needed = threshold_minutes(session) * 60
-    ended = session.status == Session.Status.ENDED
+    ended = attendance_settled(session)
     return [
         AttendanceRow(
             registration=registration,
@@ -160,7 +190,7 @@ class Standing:
     minutes: int
     threshold: int
     #: ``issued``, ``revoked``, ``eligible`` or why not: ``not_ended``,
-    #: ``not_confirmed``, ``too_short``.
+    #: ``settling`` (just ended), ``not_confirmed``, ``too_short``.
     state: str
     certificate: Certificate | None = None
 
@@ -171,6 +201,9 @@ class Standing:
             "eligible": _("Your certificate is ready."),
             "revoked": _("This certificate was revoked."),
             "not_ended": _("Certificates are issued once the session has ended."),
+            "settling": _(
+                "Attendance is still being counted; certificates are ready within a minute."
+            ),
             "not_confirmed": _("Only confirmed participants receive a certificate."),
             "too_short": _(
                 "You watched %(minutes)d of the %(threshold)d minutes needed for a certificate."
@@ -194,6 +227,8 @@ def standing(*, session: Session, registrant: Registrant) -> Standing:
         return Standing(watched, threshold, "not_confirmed")
     if session.status != Session.Status.ENDED:
         return Standing(watched, threshold, "not_ended")
+    if not attendance_settled(session):
+        return Standing(watched, threshold, "settling")
     if seconds < threshold * 60:
         return Standing(watched, threshold, "too_short")
     return Standing(watched, threshold, "eligible")
@@ -233,8 +268,8 @@ def issue_certificate(
     existing = Certificate.objects.filter(session=session, registrant=registrant).first()
     if existing is not None:
         return existing
-    if session.status != Session.Status.ENDED:
-        raise ServiceError("invalid", _("Certificates are issued once the session has ended."))
+    if not attendance_settled(session):
+        raise ServiceError("invalid", _not_settled_message(session))
     if not session.registrations.filter(
         registrant=registrant, status=Registration.Status.CONFIRMED
     ).exists():
@@ -307,16 +342,16 @@ def issue_certificates(
     session = Session.objects.filter(pk=session_id).first()
     if session is None:
         raise ServiceError("not_found", _("There is no such session."))
-    if session.status != Session.Status.ENDED:
-        raise ServiceError("invalid", _("Certificates are issued once the session has ended."))
+    if not attendance_settled(session):
+        raise ServiceError("invalid", _not_settled_message(session))
     needed = threshold_minutes(session) * 60
     watched = watch_seconds(session)
-    confirmed = set(
-        session.registrations.filter(status=Registration.Status.CONFIRMED).values_list(
-            "registrant_id", flat=True
-        )
+    confirmed = session.registrations.filter(status=Registration.Status.CONFIRMED).values_list(
+        "registrant_id", flat=True
     )
-    eligible = sorted(r for r, seconds in watched.items() if seconds >= needed and r in confirmed)
+    # Every confirmed registrant: with a threshold of 0, people who never
+    # joined qualify too.
+    eligible = sorted(r for r in confirmed if watched.get(r, 0) >= needed)
     have = set(session.certificates.values_list("registrant_id", flat=True))
     report = IssueReport(failed=[])
     assert report.failed is not None
@@ -335,9 +370,45 @@ def issue_certificates(
     return report
 
 
+# Files ---------------------------------------------------------------------------
+
+FORMATS = {"png": render.render_png, "pdf": render.render_pdf}
+
+
+def _stored(serial: str, kind: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / "certificates" / f"{serial}.{kind}"
+
+
+def certificate_file(certificate: Certificate, kind: str) -> bytes:
+    """The certificate as ``png`` or ``pdf``, rendered once and kept under
+    MEDIA_ROOT: every download of a certificate is the same file."""
+    path = _stored(certificate.serial, kind)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    data = FORMATS[kind](certificate)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: a concurrent download never reads half a file.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as output:
+            output.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        logger.exception("could not keep certificate %s", path)
+        Path(temporary).unlink(missing_ok=True)
+    return data
+
+
+def _forget_files(serial: str) -> None:
+    for kind in FORMATS:
+        _stored(serial, kind).unlink(missing_ok=True)
+
+
 def revoke_certificate(*, serial: str, reason: str, user_id: int | None) -> Certificate:
-    """Revoke with a reason shown on the verification page. Revoking again
-    changes nothing."""
+    """Revoke with a reason shown on the verification page, and delete its
+    rendered files. Revoking again changes nothing."""
     reason = (reason or "").strip()
     if not reason:
         raise ServiceError("invalid", _("Give the reason for revoking."))
@@ -355,4 +426,5 @@ def revoke_certificate(*, serial: str, reason: str, user_id: int | None) -> Cert
             certificate.revoked_reason = reason
             certificate.revoked_by_id = user_id
             certificate.save(update_fields=["revoked_at", "revoked_reason", "revoked_by"])
+            transaction.on_commit(lambda: _forget_files(certificate.serial))
     return certificate

@@ -51,6 +51,8 @@ DEPARTURE_DELAY = 1.0
 STALE_AFTER = timedelta(seconds=60)
 #: The timeline's resolution: SPEC.md §7 asks for at least every 15 s.
 SAMPLE_EVERY = 10
+#: Rows per statement: well inside every backend's limit on parameters.
+BATCH = 500
 
 Key = tuple[int, int]  # (session id, registrant id)
 
@@ -82,7 +84,11 @@ class AttendanceTracker:
         if self.connections[key] > 1:
             return
         # Back before the departure was written: the same interval goes on.
-        for index, entry in enumerate(self.departed):
+        # The latest one: after a failed write, an older departure of the
+        # same registrant may still wait, and reviving it would count the
+        # time away as watched.
+        for index in range(len(self.departed) - 1, -1, -1):
+            entry = self.departed[index]
             if entry.key == key:
                 del self.departed[index]
                 entry.ended_at = None
@@ -150,7 +156,8 @@ class AttendanceTracker:
                     entry.row = row
 
     async def close(self) -> None:
-        """Stop: every connection here is gone (a graceful shutdown)."""
+        """End every interval of this process now and write them: for a
+        process that stops on purpose."""
         for key, count in list(self.connections.items()):
             for _ in range(count):
                 self.depart(*key)
@@ -191,10 +198,14 @@ def _write(
             if row is not None and ended is not None
         ]
         if finished:
-            WatchInterval.objects.bulk_update(finished, ["ended_at", "closed"], batch_size=500)
-        WatchInterval.objects.filter(process=process, closed=False, ended_at__lt=now).update(
-            ended_at=now
-        )
+            WatchInterval.objects.bulk_update(finished, ["ended_at", "closed"], batch_size=BATCH)
+        # By row, not by ``closed``: another process may have taken a row of
+        # this one for a dead process's (a long pause here) and closed it.
+        still_open = [row for _key, _started, ended, row in rows if row is not None and not ended]
+        for start in range(0, len(still_open), BATCH):
+            WatchInterval.objects.filter(
+                pk__in=still_open[start : start + BATCH], ended_at__lt=now
+            ).update(ended_at=now)
         # Intervals a dead process left open for the people just seen here.
         by_session: dict[int, list[int]] = {}
         for _, (key, *_rest) in fresh:

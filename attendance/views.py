@@ -4,18 +4,13 @@ page, and the organisers' statistics API (SPEC.md §4)."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from pathlib import Path
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from attendance import render as certificate_render
 from attendance import serials, services
 from attendance.models import Certificate
 from events.errors import ServiceError
@@ -25,10 +20,7 @@ from streaming.presence import count_or_nothing
 
 logger = logging.getLogger(__name__)
 
-FORMATS = {
-    "png": ("image/png", certificate_render.render_png),
-    "pdf": ("application/pdf", certificate_render.render_pdf),
-}
+CONTENT_TYPES = {"png": "image/png", "pdf": "application/pdf"}
 
 
 @require_GET
@@ -57,8 +49,9 @@ def _download(request: HttpRequest, token: str, session_id: int, kind: str) -> H
     elif standing.state != "issued":
         return _refused(request, registrant, session, standing, standing.reason, status=403)
     assert certificate is not None
-    content_type, _renderer = FORMATS[kind]
-    response = HttpResponse(_rendered(certificate, kind), content_type=content_type)
+    response = HttpResponse(
+        services.certificate_file(certificate, kind), content_type=CONTENT_TYPES[kind]
+    )
     response["Content-Disposition"] = f'inline; filename="certificate-{certificate.serial}.{kind}"'
     response["Cache-Control"] = "private, no-cache"
     return response
@@ -77,28 +70,6 @@ def _refused(request, registrant, session, standing, reason: str, *, status: int
         },
         status=status,
     )
-
-
-def _rendered(certificate: Certificate, kind: str) -> bytes:
-    """The certificate's file, rendered once and kept under MEDIA_ROOT: every
-    download of a certificate is the same file."""
-    path = Path(settings.MEDIA_ROOT) / "certificates" / f"{certificate.serial}.{kind}"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    data = FORMATS[kind][1](certificate)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside and renamed: a concurrent download never reads half a file.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as output:
-            output.write(data)
-        os.replace(temporary, path)
-    except OSError:
-        logger.exception("could not keep certificate %s", path)
-        Path(temporary).unlink(missing_ok=True)
-    return data
 
 
 @require_GET

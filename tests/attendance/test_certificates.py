@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -327,3 +328,42 @@ def test_stats_for_organisers_only(client, ended):
     client.force_login(make_user(staff=True))
     assert json.loads(client.get(url).content)["unique_viewers"] == 2
     assert client.get(reverse("attendance:stats", args=[999999])).status_code == 404
+
+
+def test_with_no_threshold_everyone_confirmed_gets_one_in_bulk(ended):
+    ended.certificate_threshold_percent = 0
+    ended.save()
+    absent = make_registration(ended, name="没来的人")
+    make_registration(ended, status="waitlisted")
+    report = services.issue_certificates(session_id=ended.pk)
+    assert (report.issued, report.failed) == (1, [])
+    assert Certificate.objects.get().registrant_id == absent.registrant_id
+
+
+def test_certificates_wait_for_the_last_writes_after_end(ended):
+    ended.live_ended_at = timezone.now() - timedelta(seconds=3)
+    ended.save()
+    zhang = make_registration(ended)
+    watch(zhang, (0, 110))
+    standing = services.standing(session=ended, registrant=zhang.registrant)
+    assert standing.state == "settling"
+    assert standing.reason.startswith("Attendance is still being counted")
+    with pytest.raises(ServiceError):
+        services.issue_certificates(session_id=ended.pk)
+    ended.live_ended_at = timezone.now() - timedelta(minutes=1)
+    ended.save()
+    assert services.standing(session=ended, registrant=zhang.registrant).state == "eligible"
+
+
+def test_revoking_deletes_the_rendered_files(
+    client, ended, settings, django_capture_on_commit_callbacks
+):
+    zhang = make_registration(ended)
+    watch(zhang, (0, 120))
+    assert download(client, zhang, "png").status_code == 200
+    certificate = Certificate.objects.get()
+    stored = Path(settings.MEDIA_ROOT) / "certificates" / f"{certificate.serial}.png"
+    assert stored.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.revoke_certificate(serial=certificate.serial, reason="Shared", user_id=None)
+    assert not stored.exists()

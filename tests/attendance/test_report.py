@@ -4,6 +4,7 @@ session watched for real through the live room."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import timedelta
@@ -16,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from attendance import services
 from attendance.models import Certificate, ViewerSample, WatchInterval
 from attendance.tracker import tracker
 from events.models import EventRole, Registration, Session
@@ -386,6 +388,22 @@ def test_issue_one_by_hand_below_threshold(client, ended):
     assert "issued by hand" in follow.content.decode()
 
 
+def test_issuing_by_hand_again_says_what_there_already_is(client, ended):
+    client.force_login(ended.organiser)
+    action = reverse(
+        "attendance_manage:issue_one", args=[ended.session.pk, ended.brief.registrant_id]
+    )
+    client.post(action)
+    certificate = Certificate.objects.get()
+    services.revoke_certificate(serial=certificate.serial, reason="Shared", user_id=None)
+    response = client.post(action, follow=True)
+    assert messages_of(response) == [
+        f"Certificate {certificate.serial} issued to Bob Stone.",
+        f"Bob Stone already has certificate {certificate.serial}; it was revoked.",
+    ]
+    assert Certificate.objects.get().revoked
+
+
 def test_issue_one_refuses_a_cancelled_registration(client, ended):
     Registration.objects.filter(pk=ended.brief.pk).update(status="cancelled")
     client.force_login(ended.organiser)
@@ -551,7 +569,11 @@ def _stretch(session_id: int, registration, minutes: int) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_report_and_csv_from_real_live_room_connections():
+async def test_report_and_csv_from_real_live_room_connections(settings, monkeypatch):
+    # Certificates wait for the processes' last writes after End: the flush
+    # period plus a margin. Shortened here, and every viewer has left.
+    settings.ATTENDANCE_FLUSH_SECONDS = 0.5
+    monkeypatch.setattr(services, "SETTLE_MARGIN", 0.0)
     await _flush_channel_layer()
 
     @sync_to_async
@@ -609,6 +631,7 @@ async def test_report_and_csv_from_real_live_room_connections():
             "type": "session.status",
             "status": "ended",
         }
+    await asyncio.sleep(0.6)
 
     report = await sync_to_async(_fetch)(s.organiser, report_url(s.session))
     assert report.status_code == 200

@@ -5,6 +5,7 @@ not inflate it, periodic writes, and the viewer timeline."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import timedelta
 from types import SimpleNamespace
@@ -217,3 +218,42 @@ def test_a_killed_process_loses_at_most_one_flush(live):
     assert connected_for - 2.5 <= seconds <= connected_for + 0.5
     (interval,) = WatchInterval.objects.filter(registrant=live.alice.registrant)
     assert not interval.closed  # nobody closed it: the process died
+
+
+async def test_after_a_failed_write_a_return_continues_the_latest_visit(monkeypatch):
+    """A write that fails puts its departures back; a registrant who came
+    and went meanwhile must not have the older visit revived (the time
+    between the visits would count as watched)."""
+    release = threading.Event()
+
+    def failing_write(process, rows):
+        release.wait(5)
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(tracker_module, "_write", failing_write)
+    own = tracker_module.AttendanceTracker()
+    own.arrive(1, 2)
+    own.depart(1, 2)
+    flushing = asyncio.ensure_future(own.flush())
+    await asyncio.sleep(0.05)  # the write is in flight
+    own.arrive(1, 2)
+    second_visit = own.open[(1, 2)]
+    own.depart(1, 2)
+    release.set()
+    with pytest.raises(OSError):
+        await flushing
+    own.arrive(1, 2)
+    assert own.open[(1, 2)] is second_visit
+    assert len(own.departed) == 1  # the first visit, still to be written
+
+
+async def test_a_process_keeps_moving_its_interval_even_if_another_closed_it(live):
+    """Another process takes a row not moved for a minute for a dead
+    process's and closes it; the owner, only slow, still moves it."""
+    async with _room(live.session.pk, await join(live.alice)):
+        await tracker().flush()
+        await sync_to_async(WatchInterval.objects.update)(closed=True)
+        before = (await intervals_of(live.alice))[0].ended_at
+        await asyncio.sleep(1.1)
+        await tracker().flush()
+        assert (await intervals_of(live.alice))[0].ended_at > before
