@@ -5,3 +5,7 @@ from django.utils.translation import gettext_lazy as _
 class AttendanceConfig(AppConfig):
     name = "attendance"
     verbose_name = _("Attendance")
+
+    def ready(self) -> None:
+        # Connects the demo's part to ``seed_demo``.
+        from attendance import demo  # noqa: F401

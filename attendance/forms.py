@@ -17,7 +17,7 @@ class ThresholdForm(forms.Form):
     """The share of the scheduled length a registrant must watch."""
 
     percent = forms.IntegerField(
-        label=_("Certificate threshold (% of the scheduled length)"),
+        label=_("Certificate threshold (percentage of the scheduled length)"),
         min_value=0,
         max_value=100,
         error_messages={

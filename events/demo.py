@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from events.models import Event, EventRole, Registrant, Registration, Session, Speaker
@@ -40,7 +41,22 @@ TIME_ZONE = "Asia/Shanghai"
 LIVE_FOR = timedelta(minutes=30)
 LIVE_LENGTH = timedelta(hours=2)
 
-KINDS = ("events", "sessions", "speakers", "registrants", "registrations", "roles", "users")
+KINDS = (
+    "events",
+    "sessions",
+    "speakers",
+    "registrants",
+    "registrations",
+    "roles",
+    "users",
+    "watch intervals",
+    "certificates",
+)
+
+#: Sent at the end of :func:`load_demo`, inside its transaction, with
+#: ``events`` and ``summary``: apps above this one add their part of the
+#: demo (attendance adds who watched the forum that has ended).
+demo_loaded = Signal()
 
 
 @dataclass(frozen=True)
@@ -343,6 +359,7 @@ def load_demo(*, now: datetime | None = None, debug: bool | None = None) -> Demo
                 summary=summary,
                 status=Registration.Status.PENDING,
             )
+        demo_loaded.send(sender=load_demo, events=events, summary=summary)
         if debug:
             _load_demo_user(events, summary=summary)
             summary.demo_login = True
@@ -371,14 +388,14 @@ def _load_event(data: EventData, *, now: datetime, summary: DemoSummary) -> Even
     summary.count("events", changed)
 
     speakers = {}
-    for item in data.speakers:
+    for person in data.speakers:
         speaker, changed = _upsert(
             Speaker,
-            {"event": event, "name": item.name},
-            {"affiliation": item.affiliation, "bio": item.bio},
+            {"event": event, "name": person.name},
+            {"affiliation": person.affiliation, "bio": person.bio},
         )
         summary.count("speakers", changed)
-        speakers[item.name] = speaker
+        speakers[person.name] = speaker
 
     today = now.astimezone(event.zone).date()
     for item in data.sessions:

@@ -23,6 +23,17 @@ def test_chinese_catalogue_translates_every_message():
     assert fuzzy == []
 
 
+def test_chinese_catalogue_compiles_without_errors():
+    """A placeholder missing from a translation stops the whole catalogue
+    from compiling."""
+    with CATALOGUE.open("rb") as po:
+        catalogue = read_po(po)
+
+    errors = [(message.id, str(error)) for message, errors in catalogue.check() for error in errors]
+
+    assert errors == []
+
+
 def test_compiled_catalogue_is_loaded():
     with translation.override("zh-hans"):
         assert translation.gettext("Register") != "Register"
