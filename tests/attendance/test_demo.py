@@ -32,9 +32,8 @@ def test_the_ended_forum_has_an_audience_a_timeline_and_certificates():
     samples = list(session.viewer_samples.values_list("at", flat=True))
     assert samples[0] == session.live_started_at
     assert all(b - a == timedelta(seconds=10) for a, b in pairwise(samples))
-    assert "watch intervals: %d created" % WatchInterval.objects.count() in "\n".join(
-        summary.lines()
-    )
+    created = f"watch intervals: {WatchInterval.objects.count()} created"
+    assert created in "\n".join(summary.lines())
     # Every certificate is one the rules give.
     for certificate in Certificate.objects.all():
         standing = services.standing(session=session, registrant=certificate.registrant)
