@@ -84,6 +84,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take SQLite's write lock at BEGIN, so the
     # capacity check and the insert that follows it cannot interleave.
     DATABASES["default"].setdefault("OPTIONS", {}).update(transaction_mode="IMMEDIATE", timeout=30)
+    # Opening a SQLite file is cheap but not free: a crowd joining a room
+    # would open and close one connection per database call. Each thread
+    # keeps its own.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     # A file, not memory, so that a server started by a test sees the data.
     DATABASES["default"]["TEST"] = {
         "NAME": env_str("TONGXIN_TEST_DB", str(BASE_DIR / "test-db.sqlite3"))

@@ -79,12 +79,10 @@ async def rate_limit(participant: Participant, action: str, limit: tuple[int, fl
 
 def _resolve(scope: dict[str, Any], session_id: int) -> Participant:
     """Runs in a worker thread: the Django session and user load lazily."""
-    from events.models import Session
-
-    event_id = Session.objects.filter(pk=session_id).values_list("event_id", flat=True).first()
-    registrant_id = registrant_for(scope["session"], event_id) if event_id else None
     return services.enter_room(
-        session_id=session_id, user=scope.get("user"), registrant_id=registrant_id
+        session_id=session_id,
+        user=scope.get("user"),
+        registrant_for_event=lambda event_id: registrant_for(scope["session"], event_id),
     )
 
 

@@ -11,6 +11,7 @@ model instances, so the async side never touches a lazy relation.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -74,14 +75,23 @@ def session_info(session: Session) -> dict[str, Any]:
     }
 
 
-def enter_room(*, session_id: int, user, registrant_id: int | None) -> Participant:
+def enter_room(
+    *,
+    session_id: int,
+    user,
+    registrant_id: int | None = None,
+    registrant_for_event: Callable[[int], int | None] | None = None,
+) -> Participant:
     """Decide who this connection is. ``not_found`` for an unknown session;
     ``forbidden`` unless the user has a role on the event (or is staff) or
     the browser was marked, by a join link, as a registrant with a confirmed
-    place on this session."""
+    place on this session. The registrant is ``registrant_id``, or the one
+    ``registrant_for_event(event_id)`` names once the session is loaded."""
     session = Session.objects.select_related("event").filter(pk=session_id).first()
     if session is None:
         raise ServiceError("not_found", _("There is no such session."))
+    if registrant_id is None and registrant_for_event is not None:
+        registrant_id = registrant_for_event(session.event_id)
     roles = roles_for(user, session.event_id)
     speaker = None
     if user is not None and user.is_authenticated:
