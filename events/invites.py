@@ -9,13 +9,14 @@ they were sent before.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
-from icalendar import Alarm, Calendar, vCalAddress
+from icalendar import Alarm, Calendar, Timezone, vCalAddress
 from icalendar import Event as VEvent
 
 from events.models import Event, Registration, Session
@@ -93,11 +94,25 @@ def _calendar(
         calendar.add_component(vevent)
     if vevents:
         # A narrow range keeps VTIMEZONE to the transitions that matter.
-        calendar.add_missing_timezones(
-            first_date=min(_day(v.start) for v in vevents) - timedelta(days=1),
-            last_date=max(_day(v.end) for v in vevents) + timedelta(days=1),
-        )
+        first = min(_day(v.start) for v in vevents) - timedelta(days=1)
+        last = max(_day(v.end) for v in vevents) + timedelta(days=1)
+        for tzid in sorted(calendar.get_missing_tzids()):
+            component = _vtimezone(tzid, first, last)
+            if component is not None:
+                calendar.subcomponents.insert(len(calendar.timezones), component)
     return calendar.to_ical()
+
+
+@functools.lru_cache(maxsize=256)
+def _vtimezone(tzid: str, first: date, last: date) -> Timezone | None:
+    """The VTIMEZONE of ``tzid`` between two dates. Built from the time zone
+    database once per process and range: building it is most of the cost of
+    an invite, and every registration for a session needs the same one.
+    Calendars only read it."""
+    try:
+        return Timezone.from_tzid(tzid, first_date=first, last_date=last)
+    except ValueError:
+        return None  # not a zone the database knows: the reader uses UTC offsets
 
 
 def _day(value: date) -> date:
