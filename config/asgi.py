@@ -1,6 +1,7 @@
 """ASGI entry point: ``daphne config.asgi:application`` serves pages, static
 files and websockets."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -22,3 +23,12 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# A server process holds thousands of connections, each a few dozen
+# long-lived objects, and allocates a little for every frame it sends. With
+# the default thresholds the collector keeps re-scanning all of them, which
+# costs a large room about a third of its fan-out CPU: set the start-up heap
+# aside for good (gc.freeze) and collect young objects less often.
+gc.collect()
+gc.freeze()
+gc.set_threshold(50_000, 20, 100)

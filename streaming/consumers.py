@@ -27,7 +27,7 @@ from django.utils.translation import trans_real
 from attendance.tracker import tracker
 from events.errors import ServiceError
 from events.views import registrant_for
-from streaming import ratelimit, services
+from streaming import ratelimit, services, transport
 from streaming.hub import encode, frame_for, hub
 from streaming.presence import presence
 from streaming.services import Participant
@@ -94,6 +94,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     participant: Participant
     joined = False
     counted = False
+    #: Set once the hello is sent: the hub writes room frames through it.
+    writer: transport.Writer | None = None
 
     async def connect(self) -> None:
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
@@ -148,10 +150,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
             text = frame_for(self, self.held.pop(0), {})
             if text is not None:
                 await self.send(text_data=text)
+        # Everything above is in the connection's write buffer by now, so
+        # room frames written straight to the socket queue up behind it.
+        self.writer = transport.writer_for(self.base_send)
         self.ready = True
 
     async def deliver(self, text: str) -> None:
-        """Called by the hub with an encoded room frame (once ready)."""
+        """Called by the hub with an encoded room frame (once ready) when it
+        cannot write to the connection directly."""
         await self.send(text_data=text)
 
     async def disconnect(self, code: int) -> None:
@@ -162,6 +168,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         self.joined = False
         self.ready = False
+        self.writer = None
         session_id = self.participant.session_id
         await hub().leave(session_id, self)
         if self.counted:

@@ -8,10 +8,24 @@ Contract:
   viewer, and never goes through a viewer consumer's dispatch.
 - Each message is encoded at most once per distinct view of it (moderator
   or not, voted or not: at most four encodings), then written to every
-  local member in turn, in arrival order.
+  local member in turn, in arrival order. Each distinct text is framed
+  once and written straight to the member's socket when
+  :mod:`streaming.transport` allows it; otherwise it goes through the
+  member's ``deliver``. Either way a connection's frames keep their order.
 - Members see only what they may: pending questions reach moderators and
   their author; a rejected question reaches non-moderators as
   ``question.removed``; anonymous authors are hidden from non-moderators.
+- Vote counts reach a room at most once every :data:`VOTES_EVERY` seconds.
+  A vote changes its voter's ``voted`` set at once, in every tab; the
+  ``question`` frames it causes go out at once only when the room had no
+  vote frames in the last interval. Later votes wait for the next flush,
+  which sends one frame per changed question, with its latest state, in
+  the order the questions first changed (the voter's own frame says
+  ``voted: true``). Any other message about a question (a new question,
+  moderation, a pin moving) supersedes that question's waiting vote state
+  and goes out at once, so nobody sees an older count after a newer state.
+  A member that joined after a vote reached this process has it in its
+  hello and is not sent it again.
 - Every :data:`VIEWERS_EVERY` seconds, a room with local members gets a
   ``viewers`` frame if the count or peak changed: at most one per interval
   however fast people come and go.
@@ -19,8 +33,9 @@ Contract:
   the group only if nobody rejoined by then.
 
 A member is anything with ``participant``, ``voted`` (the question ids its
-voter has voted for), ``ready``, ``held`` and ``async deliver(text)``; see
-:class:`streaming.consumers.LiveConsumer`.
+voter has voted for), ``ready``, ``held``, ``writer`` (a
+:class:`streaming.transport.Writer` or None) and ``async deliver(text)``;
+see :class:`streaming.consumers.LiveConsumer`.
 """
 
 from __future__ import annotations
@@ -38,10 +53,12 @@ from attendance import tracker as attendance_tracker
 from streaming.groups import room_group
 from streaming.presence import presence
 from streaming.services import Participant
+from streaming.transport import PreparedFrames, Writer
 
 logger = logging.getLogger(__name__)
 
 VIEWERS_EVERY = 2.0
+VOTES_EVERY = 1.0
 #: Re-join the group this often: channels_redis forgets group members after
 #: a day, and a restarted Redis forgets them at once.
 RESUBSCRIBE_EVERY = 30.0
@@ -55,6 +72,8 @@ class Member(Protocol):
     #: in ``held`` and are replayed with :func:`frame_for`.
     ready: bool
     held: list[dict[str, Any]]
+    #: Writes prepared frames straight to the connection; None: use deliver.
+    writer: Writer | None
 
     async def deliver(self, text: str) -> None: ...
 
@@ -72,6 +91,43 @@ class Room:
     tasks: list[asyncio.Task] = field(default_factory=list)
     closing: asyncio.TimerHandle | None = None
     last_viewers: tuple[int, int] | None = None
+    #: Room messages received so far; ``joined`` holds this count as it was
+    #: when each member joined.
+    received: int = 0
+    joined: dict[Member, int] = field(default_factory=dict)
+    #: Members by participant key, to find a voter's tabs without a scan.
+    by_key: dict[str, set[Member]] = field(default_factory=dict)
+    #: Members that joined and may still be waiting for their hello.
+    unready: set[Member] = field(default_factory=set)
+    #: One broadcast at a time, so a vote flush and a newer message about
+    #: the same question cannot interleave.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Question id -> (``received`` at its latest vote, that vote's message
+    #: without the voter), in the order the questions first changed.
+    votes: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    votes_sent_at: float = float("-inf")
+    votes_flush: asyncio.Task | None = None
+
+    def __post_init__(self) -> None:
+        for member in list(self.members):
+            self.add(member)
+
+    def add(self, member: Member) -> None:
+        self.members.add(member)
+        self.joined[member] = self.received
+        self.by_key.setdefault(member.participant.key, set()).add(member)
+        if not member.ready:
+            self.unready.add(member)
+
+    def discard(self, member: Member) -> None:
+        self.members.discard(member)
+        self.joined.pop(member, None)
+        self.unready.discard(member)
+        tabs = self.by_key.get(member.participant.key)
+        if tabs is not None:
+            tabs.discard(member)
+            if not tabs:
+                del self.by_key[member.participant.key]
 
 
 class RoomHub:
@@ -89,7 +145,7 @@ class RoomHub:
         if room.closing is not None:
             room.closing.cancel()
             room.closing = None
-        room.members.add(member)
+        room.add(member)
         assert room.subscribed is not None
         await asyncio.shield(room.subscribed)
 
@@ -97,7 +153,7 @@ class RoomHub:
         room = self.rooms.get(session_id)
         if room is None:
             return
-        room.members.discard(member)
+        room.discard(member)
         if not room.members and room.closing is None:
             loop = asyncio.get_running_loop()
             # Kept in room.tasks: the loop holds only a weak reference to a task.
@@ -129,8 +185,8 @@ class RoomHub:
             return
         del self.rooms[room.session_id]
         current = asyncio.current_task()
-        for task in room.tasks:
-            if task is not current:
+        for task in [*room.tasks, room.votes_flush]:
+            if task is not None and task is not current:
                 task.cancel()
         if self.layer is not None and room.channel:
             try:
@@ -190,20 +246,74 @@ class RoomHub:
     # Fan-out ---------------------------------------------------------------------
 
     async def fan_out(self, room: Room, message: dict[str, Any]) -> None:
+        async with room.lock:
+            room.received += 1
+            if message.get("event") == "question":
+                loop = asyncio.get_running_loop()
+                if "voter" in message:
+                    if room.votes or loop.time() < room.votes_sent_at + VOTES_EVERY:
+                        self._hold_vote(room, message)
+                        return
+                    room.votes_sent_at = loop.time()
+                else:
+                    # Newer than any vote count waiting for this question.
+                    room.votes.pop(message["question"]["id"], None)
+            await self._broadcast(room, message, room.received)
+
+    async def _broadcast(
+        self, room: Room, message: dict[str, Any], received: int, *, hold: bool = True
+    ) -> None:
+        """Write ``message`` to every member that joined before it arrived;
+        with ``hold``, members still waiting for their hello keep it to replay."""
         frames: dict[Any, str] = {}
+        prepared = PreparedFrames()
         for member in list(room.members):
+            if room.joined.get(member, 0) >= received:
+                continue  # its hello was read after this message committed
             if not member.ready:
-                # Replayed after its hello, against the state it was sent.
-                member.held.append(message)
+                if hold:
+                    # Replayed after its hello, against the state it was sent.
+                    member.held.append(message)
                 continue
             text = frame_for(member, message, frames)
             if text is not None:
-                await _deliver(member, text)
+                await _deliver(member, text, prepared)
+
+    def _hold_vote(self, room: Room, message: dict[str, Any]) -> None:
+        """Apply a vote to its voter's tabs now; its frames wait for the flush."""
+        for member in room.by_key.get(message["voter"], ()):
+            if member.ready:
+                _apply_vote(member, message)
+        for member in list(room.unready):
+            if member.ready:
+                room.unready.discard(member)
+            else:
+                member.held.append(message)
+        state = {k: v for k, v in message.items() if k not in ("voter", "up")}
+        room.votes[message["question"]["id"]] = (room.received, state)
+        if room.votes_flush is None:
+            room.votes_flush = asyncio.ensure_future(self._flush_votes(room))
+
+    async def _flush_votes(self, room: Room) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, room.votes_sent_at + VOTES_EVERY - loop.time()))
+        async with room.lock:
+            room.votes_flush = None
+            waiting, room.votes = room.votes, {}
+            if waiting:
+                room.votes_sent_at = loop.time()
+            for received, message in waiting.values():
+                try:
+                    # Members not greeted yet hold the vote itself already.
+                    await self._broadcast(room, message, received, hold=False)
+                except Exception:
+                    logger.exception("room %s: could not send vote counts", room.session_id)
 
     async def _send_all(self, room: Room, text: str) -> None:
+        prepared = PreparedFrames()
         for member in list(room.members):
             if member.ready:
-                await _deliver(member, text)
+                await _deliver(member, text, prepared)
 
 
 def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -> str | None:
@@ -221,12 +331,8 @@ def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -
     question = message["question"]
     question_id = question["id"]
     participant = member.participant
-    voter = message.get("voter")
-    if voter is not None and participant.key == voter:
-        if message.get("up"):
-            member.voted.add(question_id)
-        else:
-            member.voted.discard(question_id)
+    if participant.key == message.get("voter"):
+        _apply_vote(member, message)
     moderator = participant.moderates
     if not moderator:
         own = participant.key == message["author"]
@@ -247,9 +353,18 @@ def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -
     return frames[view]
 
 
-async def _deliver(member: Member, text: str) -> None:
+def _apply_vote(member: Member, message: dict[str, Any]) -> None:
+    if message.get("up"):
+        member.voted.add(message["question"]["id"])
+    else:
+        member.voted.discard(message["question"]["id"])
+
+
+async def _deliver(member: Member, text: str, prepared: PreparedFrames) -> None:
     try:
-        await member.deliver(text)
+        writer = member.writer
+        if writer is None or not writer.write(prepared(text)):
+            await member.deliver(text)
     except Exception:
         # One broken connection must not stop the room.
         logger.exception("could not deliver to a member")

@@ -44,6 +44,7 @@ class FakeMember:
         self.voted = set(voted or ())
         self.ready = True
         self.held: list[dict[str, Any]] = []
+        self.writer = None
         self.frames: list[dict[str, Any]] = []
 
     async def deliver(self, text: str) -> None:
@@ -330,16 +331,19 @@ async def test_viewer_counts_are_pushed_at_most_once_per_interval(layer_hub, mon
         await tracker.leave(session_id, registrant)
 
 
-async def test_member_not_yet_greeted_gets_room_messages_replayed_against_its_state():
+async def test_member_not_yet_greeted_gets_room_messages_replayed_against_its_state(
+    monkeypatch,
+):
     """A vote withdrawn while a tab was connecting must not be undone by the
     state that tab read, nor by frames encoded before its hello."""
     from streaming.hub import frame_for
 
+    monkeypatch.setattr(hub_module, "VOTES_EVERY", 0.05)
     hub_ = RoomHub()
     room = Room(SESSION)
     joining = attendee(7)
     joining.ready = False
-    room.members.add(joining)
+    room.add(joining)
     question = {
         "id": 14,
         "text": "Q",
@@ -374,6 +378,12 @@ async def test_member_not_yet_greeted_gets_room_messages_replayed_against_its_st
     )
     assert joining.frames == []
     assert len(joining.held) == 2
+    # The second vote's count waited for the flush, which leaves the held
+    # vote to the replay.
+    assert room.votes_flush is not None
+    await room.votes_flush
+    assert joining.frames == []
+    assert len(joining.held) == 2
 
     # The state was read after the first vote only.
     joining.voted = {14}
@@ -381,3 +391,250 @@ async def test_member_not_yet_greeted_gets_room_messages_replayed_against_its_st
 
     assert [json.loads(f)["question"]["voted"] for f in frames] == [True, False]
     assert joining.voted == set()
+
+
+# Vote counts, at most once per interval ------------------------------------------------------
+
+
+def vote_message(voter: str, votes: int, *, up: bool = True, question_id: int = QUESTION_ID):
+    """As services.vote_question announces a changed count."""
+    message = question_message(voter=voter, up=up)
+    message["question"] = dict(message["question"], id=question_id, votes=votes)
+    return message
+
+
+def counts(member: FakeMember, question_id: int = QUESTION_ID) -> list[tuple[int, bool]]:
+    return [(q["votes"], q["voted"]) for q in member.questions() if q["id"] == question_id]
+
+
+@pytest.fixture
+def quick_votes(monkeypatch):
+    monkeypatch.setattr(hub_module, "VOTES_EVERY", 0.2)
+    return 0.2
+
+
+async def test_votes_within_an_interval_reach_members_as_one_frame_with_the_latest_count(
+    quick_votes,
+):
+    voter_tabs = [attendee(1), attendee(1)]
+    bystander, moderator = attendee(2), staff("moderator", 10)
+    room = Room(SESSION, members={*voter_tabs, bystander, moderator})
+    room_hub = RoomHub()
+    loop = asyncio.get_running_loop()
+
+    await room_hub.fan_out(room, vote_message("r3", 1))
+    first_at = loop.time()
+    assert counts(bystander) == [(1, False)], "the first vote of a quiet room goes out at once"
+    await room_hub.fan_out(room, vote_message("r1", 2))
+    for n in range(3, 31):
+        await room_hub.fan_out(room, vote_message(f"r{n + 1}", n))
+    assert counts(bystander) == [(1, False)]
+    for tab in voter_tabs:
+        assert QUESTION_ID in tab.voted, "the voter's tabs know at once"
+
+    assert room.votes_flush is not None
+    await room.votes_flush
+    assert loop.time() - first_at >= quick_votes
+    assert counts(bystander) == [(1, False), (30, False)]
+    assert counts(moderator) == [(1, False), (30, False)]
+    for tab in voter_tabs:
+        assert counts(tab) == [(1, False), (30, True)]
+    assert room.votes == {} and room.votes_flush is None
+
+
+async def test_waiting_counts_go_out_in_the_order_their_questions_changed(quick_votes):
+    bystander = attendee(2)
+    room = Room(SESSION, members={bystander})
+    room_hub = RoomHub()
+    await room_hub.fan_out(room, vote_message("r3", 1, question_id=7))
+    await room_hub.fan_out(room, vote_message("r3", 1, question_id=8))
+    await room_hub.fan_out(room, vote_message("r3", 1, question_id=9))
+    await room_hub.fan_out(room, vote_message("r4", 2, question_id=8))
+    assert room.votes_flush is not None
+    await room.votes_flush
+    assert [(q["id"], q["votes"]) for q in bystander.questions()] == [(7, 1), (8, 2), (9, 1)]
+
+
+async def test_another_message_about_a_question_supersedes_its_waiting_count(quick_votes):
+    bystander, moderator = attendee(2), staff("moderator", 10)
+    room = Room(SESSION, members={bystander, moderator})
+    room_hub = RoomHub()
+    await room_hub.fan_out(room, vote_message("r3", 1))
+    await room_hub.fan_out(room, vote_message("r4", 2))
+    await room_hub.fan_out(room, vote_message("r5", 1, question_id=8))
+    pinned = question_message()
+    pinned["question"] = dict(pinned["question"], votes=2, pinned=True)
+    await room_hub.fan_out(room, pinned)
+    assert [(q["votes"], q["pinned"]) for q in bystander.questions()] == [(1, False), (2, True)]
+
+    assert room.votes_flush is not None
+    await room.votes_flush
+    for member in (bystander, moderator):
+        assert [(q["id"], q["votes"], q["pinned"]) for q in member.questions()] == [
+            (QUESTION_ID, 1, False),
+            (QUESTION_ID, 2, True),
+            (8, 1, False),
+        ]
+
+
+async def test_a_withdrawn_vote_reaches_the_voters_tabs_at_once_and_its_count_later(
+    quick_votes,
+):
+    voter, bystander = attendee(1), attendee(2)
+    room = Room(SESSION, members={voter, bystander})
+    room_hub = RoomHub()
+    await room_hub.fan_out(room, vote_message("r1", 1))
+    await room_hub.fan_out(room, vote_message("r1", 0, up=False))
+    assert QUESTION_ID not in voter.voted
+    assert counts(voter) == [(1, True)]
+    assert room.votes_flush is not None
+    await room.votes_flush
+    assert counts(voter) == [(1, True), (0, False)]
+    assert counts(bystander) == [(1, False), (0, False)]
+
+
+async def test_a_member_that_joined_after_a_vote_is_not_sent_its_count_again(quick_votes):
+    """Its hello was read after the vote committed: an older count sent
+    after it would undo a newer one the hello may already show."""
+    bystander = attendee(2)
+    room = Room(SESSION, members={bystander})
+    room_hub = RoomHub()
+    await room_hub.fan_out(room, vote_message("r3", 1))
+    await room_hub.fan_out(room, vote_message("r4", 2))
+    newcomer = attendee(5)
+    room.add(newcomer)
+    assert room.votes_flush is not None
+    await room.votes_flush
+    assert counts(bystander) == [(1, False), (2, False)]
+    assert newcomer.frames == []
+
+
+async def test_counts_keep_to_one_flush_per_interval_under_steady_votes(quick_votes):
+    bystander = attendee(2)
+    room = Room(SESSION, members={bystander})
+    room_hub = RoomHub()
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+
+    async def deliver(text: str) -> None:
+        arrivals.append(loop.time())
+        bystander.frames.append(json.loads(text))
+
+    bystander.deliver = deliver  # type: ignore[method-assign]
+    started = loop.time()
+    n = 0
+    while loop.time() - started < 5 * quick_votes:
+        n += 1
+        await room_hub.fan_out(room, vote_message(f"r{n + 10}", n))
+        await asyncio.sleep(0.01)
+    if room.votes_flush is not None:
+        await room.votes_flush
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert all(gap >= quick_votes * 0.9 for gap in gaps), gaps
+    assert counts(bystander)[-1] == (n, False)
+    assert len(arrivals) <= 7, arrivals
+
+
+# Vote counts through the real consumer ------------------------------------------------------
+
+
+def _vote_as(session_id: int, registration, question_id: int, up: bool = True) -> None:
+    from streaming import services
+
+    participant = services.enter_room(
+        session_id=session_id, user=None, registrant_id=registration.registrant_id
+    )
+    services.vote_question(participant=participant, question_id=question_id, up=up)
+
+
+def _question(session, registration) -> int:
+    from streaming.models import Question
+
+    return Question.objects.create(
+        session=session,
+        text="Who votes?",
+        author_registrant=registration.registrant,
+        author_name=registration.registrant.name,
+        status=Question.Status.VISIBLE,
+    ).pk
+
+
+async def _questions_until_quiet(client, question_id: int) -> list[dict[str, Any]]:
+    """The ``question`` frames about ``question_id`` until a flush interval
+    passes with nothing more."""
+    frames = []
+    while not await client.receive_nothing(timeout=hub_module.VOTES_EVERY + 0.5):
+        frame = await client.receive_json_from(timeout=5)
+        if frame["type"] == "question" and frame["question"]["id"] == question_id:
+            frames.append(frame["question"])
+    return frames
+
+
+async def test_thirty_votes_within_a_second_reach_a_bystander_as_at_most_two_frames(
+    scene, join, room
+):
+    from asgiref.sync import sync_to_async
+
+    from tests.factories import make_registration
+
+    session_id = scene.session.pk
+    question_id = await sync_to_async(_question)(scene.session, scene.bob)
+    others = await sync_to_async(lambda: [make_registration(scene.session) for _ in range(29)])()
+
+    def vote_all() -> None:
+        for registration in others:
+            _vote_as(session_id, registration, question_id)
+
+    async with (
+        room(session_id, await join(scene.alice)) as (alice, _),
+        room(session_id, await join(scene.bob)) as (bob, _),
+    ):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await alice.send_json_to({"type": "question.vote", "id": question_id, "up": True, "ref": 1})
+        mine = []
+        while (frame := await alice.receive_json_from(timeout=5))["type"] != "ack":
+            mine.append(frame["question"])
+        await sync_to_async(vote_all)()
+        elapsed = loop.time() - started
+        seen = await _questions_until_quiet(bob, question_id)
+        mine += await _questions_until_quiet(alice, question_id)
+
+    print(f"\n30 votes in {elapsed:.2f} s reached a bystander as {len(seen)} frames")
+    assert 1 <= len(seen) <= 2 + int(elapsed / hub_module.VOTES_EVERY), seen
+    assert seen[-1]["votes"] == 30 and seen[-1]["voted"] is False
+    assert [q["votes"] for q in seen] == sorted(q["votes"] for q in seen)
+    assert mine[-1]["votes"] == 30 and mine[-1]["voted"] is True
+    assert all(q["voted"] is True for q in mine), "alice voted first: every frame says so"
+
+
+async def test_moderation_after_votes_never_shows_an_older_count(scene, join, login, room):
+    from asgiref.sync import sync_to_async
+
+    from tests.factories import make_registration
+
+    session_id = scene.session.pk
+    question_id = await sync_to_async(_question)(scene.session, scene.bob)
+    voters = await sync_to_async(lambda: [make_registration(scene.session) for _ in range(6)])()
+
+    async with (
+        room(session_id, await join(scene.bob)) as (bob, _),
+        room(session_id, await login(scene.moderator)) as (moderator, _),
+    ):
+        # The first vote goes out at once; the next five wait for the flush,
+        # and the pin, newer than all of them, must not be followed by them.
+        for registration in voters:
+            await sync_to_async(_vote_as)(session_id, registration, question_id)
+        await moderator.send_json_to(
+            {"type": "question.moderate", "id": question_id, "action": "pin", "ref": "p"}
+        )
+        seen = await _questions_until_quiet(bob, question_id)
+        for_moderator = await _questions_until_quiet(moderator, question_id)
+
+    for frames in (seen, for_moderator):
+        assert frames[0]["votes"] == 1, frames
+        assert frames[-1]["votes"] == 6 and frames[-1]["pinned"] is True, frames
+        assert [q["votes"] for q in frames] == sorted(q["votes"] for q in frames), frames
+        pinned_at = next(i for i, q in enumerate(frames) if q["pinned"])
+        assert all(q["pinned"] for q in frames[pinned_at:]), frames
+        assert len(frames) <= 3, frames

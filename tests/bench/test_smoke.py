@@ -1,0 +1,115 @@
+"""The benchmark, small and without timing: its servers, fast set-up path
+and load client work, and every asked question reaches every viewer.
+
+In the embedded pass: SQLite, the in-memory layer, one Daphne process. In
+the production pass: PostgreSQL and two processes sharing Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from django.conf import settings
+
+from bench import data, load, register, servers
+from events.models import Registration
+from tests.servers import test_database_url as database_url_of_tests
+
+VIEWERS = 50
+QUESTIONS = 5
+VOTERS = 2
+
+
+def small_load() -> load.Load:
+    return load.Load(
+        questions=QUESTIONS,
+        rate=10,
+        voters=VOTERS,
+        clients=1,
+        in_flight=25,
+        connect_timeout=30,
+        drain=20,
+        moderate_every=0.3,
+        settle=0.2,
+    )
+
+
+@pytest.fixture
+def cast(transactional_db) -> tuple[data.RoomData, load.Cast]:
+    room = data.make_room(viewers=VIEWERS, voters=VOTERS)
+    return room, load.Cast(room.viewers, room.voters, room.organiser, room.moderator)
+
+
+def start_app(processes: int) -> list[servers.Server]:
+    return servers.start_daphnes(
+        processes,
+        database_url=database_url_of_tests(),
+        redis_url=settings.REDIS_URL,
+        secret_key=settings.SECRET_KEY,
+    )
+
+
+def assert_every_question_delivered(result: dict) -> None:
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["connected"] == VIEWERS
+    assert result["expected"] == VIEWERS * QUESTIONS
+    assert result["delivered"] == VIEWERS * QUESTIONS
+    assert result["lost"] == 0
+
+
+def test_room_delivers_every_question_to_every_viewer(cast):
+    room, people = cast
+    processes = 2 if settings.REDIS_URL else 1
+    daphnes = start_app(processes)
+    try:
+        target = load.Target(
+            "tongxin",
+            [f"{s.ws_url}/ws/sessions/{room.session_id}/" for s in daphnes],
+            [s.pid for s in daphnes],
+        )
+        result = asyncio.run(asyncio.wait_for(load.measure(target, people, small_load()), 120))
+    finally:
+        servers.stop(daphnes)
+    assert_every_question_delivered(result)
+    assert result["processes"] == processes
+    # Votes and moderation happened, and reached viewers as updates.
+    assert result["updates"] > 0
+
+
+def test_baseline_delivers_every_question_to_every_viewer(cast):
+    _, people = cast
+    baseline = servers.start_baseline()
+    try:
+        target = load.Target("baseline", [f"{baseline.ws_url}/ws/sessions/1/"], [baseline.pid])
+        result = asyncio.run(asyncio.wait_for(load.measure(target, people, small_load()), 120))
+    finally:
+        servers.stop([baseline])
+    assert_every_question_delivered(result)
+    assert result["updates"] > 0
+
+
+def test_registration_burst_registers_through_the_form(transactional_db):
+    slug, session_id = data.make_registration_event()
+    daphnes = start_app(1)
+    try:
+        result = asyncio.run(
+            register.burst(
+                [daphnes[0].url],
+                slug=slug,
+                session_id=session_id,
+                total=10,
+                concurrency=3,
+                timeout=30,
+            )
+        )
+    finally:
+        servers.stop(daphnes)
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["registered"] == 10
+    assert (
+        Registration.objects.filter(
+            session_id=session_id, status=Registration.Status.CONFIRMED
+        ).count()
+        == 10
+    )
