@@ -280,11 +280,11 @@ def test_date_and_duration_are_bilingual():
 
 def test_session_title_marks_follow_its_language():
     assert render._quoted("复工复产") == "《复工复产》"
-    assert render._quoted("Heart failure") == "\u201cHeart failure\u201d"
+    assert render._quoted("Remote audits") == "\u201cRemote audits\u201d"
 
 
 def test_long_session_title_wraps_without_overflowing():
-    title = "Heart failure with preserved ejection fraction: " * 6
+    title = "Remote audit evidence and sampling in certification: " * 6
     block = render._fit(
         render._quoted(title),
         render.SESSION_BOX,
