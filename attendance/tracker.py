@@ -70,7 +70,10 @@ class AttendanceTracker:
         self.process = uuid.uuid4().hex[:16]
         self.connections: Counter[Key] = Counter()
         self.open: dict[Key, Entry] = {}
-        self.departed: list[Entry] = []
+        #: Ended intervals waiting to be written, in order (a dict used as an
+        #: ordered set), and the latest of them per registrant.
+        self.departed: dict[Entry, None] = {}
+        self.last_departure: dict[Key, Entry] = {}
         self._loop_task: asyncio.Task | None = None
         self._soon: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
@@ -87,13 +90,11 @@ class AttendanceTracker:
         # The latest one: after a failed write, an older departure of the
         # same registrant may still wait, and reviving it would count the
         # time away as watched.
-        for index in range(len(self.departed) - 1, -1, -1):
-            entry = self.departed[index]
-            if entry.key == key:
-                del self.departed[index]
-                entry.ended_at = None
-                self.open[key] = entry
-                break
+        entry = self.last_departure.pop(key, None)
+        if entry is not None:
+            del self.departed[entry]
+            entry.ended_at = None
+            self.open[key] = entry
         else:
             self.open[key] = Entry(key, timezone.now())
         self._ensure_loop()
@@ -109,7 +110,8 @@ class AttendanceTracker:
         del self.connections[key]
         entry = self.open.pop(key)
         entry.ended_at = timezone.now()
-        self.departed.append(entry)
+        self.departed[entry] = None
+        self.last_departure[key] = entry
         if self._soon is None:
             loop = asyncio.get_running_loop()
             self._soon = loop.call_later(DEPARTURE_DELAY, self._flush_soon)
@@ -142,14 +144,19 @@ class AttendanceTracker:
         be written are kept and tried again."""
         async with self._lock:
             opened = list(self.open.values())
-            departed, self.departed = self.departed, []
+            departed, self.departed = list(self.departed), {}
+            self.last_departure = {}
             if not opened and not departed:
                 return
             rows = [(e.key, e.started_at, e.ended_at, e.row) for e in opened + departed]
             try:
                 created = await database_sync_to_async(_write)(self.process, rows)
             except BaseException:
-                self.departed[:0] = departed
+                # Kept, ahead of departures since; a newer departure of the
+                # same registrant stays the one a return continues.
+                self.departed = dict.fromkeys(departed) | self.departed
+                for entry in departed:
+                    self.last_departure.setdefault(entry.key, entry)
                 raise
             for entry, row in zip(opened + departed, created, strict=True):
                 if row is not None:
