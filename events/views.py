@@ -17,7 +17,8 @@ from events import invites, services
 from events.errors import ServiceError
 from events.forms import CancelForm, RegistrationForm
 from events.models import Event, Registrant, Registration, Session
-from events.queries import public_events, sessions_with_counts
+from events.pages import event_page
+from events.queries import public_events
 
 #: The Django-session key that marks a browser as a registrant, per event.
 SESSION_KEY = "registrants"
@@ -32,16 +33,20 @@ def _published_event(slug: str) -> Event:
     return get_object_or_404(Event, slug=slug, published=True)
 
 
-def _render_event(request: HttpRequest, event: Event, form: RegistrationForm, status=200):
+def _render_event(
+    request: HttpRequest, event: Event, form: RegistrationForm | None = None, status=200
+):
+    """The event page; ``form`` is a submitted form to show with its errors
+    (the blank one comes with the page's cached parts)."""
+    registration_open = event.registration_is_open()
     return render(
         request,
         "events/event_detail.html",
         {
             "event": event,
-            "sessions": sessions_with_counts(event),
-            "speakers": event.speakers.all(),
+            "page": event_page(event, registration_open=registration_open),
             "form": form,
-            "registration_open": event.registration_is_open(),
+            "registration_open": registration_open,
         },
         status=status,
     )
@@ -49,8 +54,7 @@ def _render_event(request: HttpRequest, event: Event, form: RegistrationForm, st
 
 @require_GET
 def event_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    event = _published_event(slug)
-    return _render_event(request, event, RegistrationForm(event=event))
+    return _render_event(request, _published_event(slug))
 
 
 @require_POST

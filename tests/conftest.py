@@ -48,6 +48,14 @@ def require_postgres():
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with nothing cached (rendered event pages and the like)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     from streaming import ratelimit
 
