@@ -172,6 +172,7 @@ def room_pair(args: argparse.Namespace, processes: int, viewers: int) -> list[di
             database_url=args.database_url,
             redis_url=args.redis_url,
             secret_key=os.environ["SECRET_KEY"],
+            profile_dir=args.profile,
         )
         try:
             target = load.Target(
@@ -180,6 +181,8 @@ def room_pair(args: argparse.Namespace, processes: int, viewers: int) -> list[di
             results.append(_bounded(load.measure(target, cast, settings), viewers, settings))
         finally:
             servers.stop(daphnes)
+        if args.profile:
+            results[-1]["profile"] = _profile(args, daphnes)
     finally:
         if not args.keep_data:
             data.remove(event_id=room.event_id, session_keys=room.session_keys)
@@ -316,6 +319,7 @@ def run_registration(args: argparse.Namespace) -> dict[str, Any]:
         database_url=args.database_url,
         redis_url=args.redis_url,
         secret_key=os.environ["SECRET_KEY"],
+        profile_dir=args.profile,
     )
     cpu_before = cpu = 0.0
     try:
@@ -357,7 +361,16 @@ def run_registration(args: argparse.Namespace) -> dict[str, Any]:
         f"server CPU {result.get('server_cpu_ms_per_registration')} ms per registration; "
         f"errors {result['errors']} {result['error_kinds'] or ''}"
     )
+    if args.profile:
+        result["profile"] = _profile(args, daphnes)
     return result
+
+
+def _profile(args: argparse.Namespace, daphnes: list[servers.Server]) -> dict[str, Any]:
+    """The summary of the profiles the stopped ``daphnes`` left in --profile."""
+    from bench import profile
+
+    return profile.report([args.profile / f"daphne-{s.port}.txt" for s in daphnes])
 
 
 def _render_rates(count: int, cpu: int) -> dict[str, Any]:
@@ -504,6 +517,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chart", type=Path, help="write the latency chart (SVG) here")
     parser.add_argument("--chart-title", default="Q&A delivery latency against viewers")
     parser.add_argument("--keep-data", action="store_true", help="keep what the runs created")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run each Daphne under py-spy, keep its samples in DIR and summarise them",
+    )
     return parser.parse_args(argv)
 
 

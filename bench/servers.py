@@ -2,7 +2,8 @@
 production settings, each on its own free port, and the bare baseline.
 
 Each Daphne runs ``daphne config.asgi:application`` with the options of
-deploy/tongxin@.service, ``DEBUG=0``, the given ``DATABASE_URL`` and
+deploy/tongxin@.service (under ``py-spy record`` when a profile is asked
+for), ``DEBUG=0``, the given ``DATABASE_URL`` and
 ``REDIS_URL`` (several processes need Redis to share a room) and
 ``EMAIL_URL=dummy:`` (registration e-mails are built, not sent). Logs go
 to ``test-artifacts/bench/``. Processes inherit the caller's open-file
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,10 +33,21 @@ def free_port() -> int:
 
 
 class Server:
-    """One server process on a free loopback port."""
+    """One server process on a free loopback port; ``profiled`` when its
+    command is py-spy running the server as its child."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        port: int,
+        *,
+        profiled: bool = False,
+    ) -> None:
         self.name = name
+        self.profiled = profiled
+        self._server_pid: int | None = None
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}"
@@ -46,7 +60,29 @@ class Server:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        """The server's own process (not py-spy's)."""
+        if not self.profiled:
+            return self.process.pid
+        if self._server_pid is None:
+            deadline = time.monotonic() + 30
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            while not (found := children.read_text().split()):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"py-spy started no {self.name}:\n{self.log()}")
+                time.sleep(0.05)
+            self._server_pid = int(found[0])
+        return self._server_pid
+
+    def terminate(self) -> None:
+        """Ask the server to stop; py-spy then writes its profile and exits."""
+        if self.process.poll() is None:
+            if self.profiled:
+                try:
+                    os.kill(self.pid, signal.SIGTERM)
+                except (ProcessLookupError, RuntimeError):
+                    self.process.terminate()
+            else:
+                self.process.terminate()
 
     def wait_until_up(self, path: str | None, timeout: float = 60.0) -> None:
         """Until the port accepts connections (and ``path`` answers, if given)."""
@@ -73,10 +109,10 @@ class Server:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
+        self.terminate()
         if self.process.poll() is None:
-            self.process.terminate()
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=60 if self.profiled else 20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
@@ -99,10 +135,25 @@ def daphne_env(*, database_url: str, redis_url: str, secret_key: str) -> dict[st
     return env
 
 
+def py_spy() -> str:
+    found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise SystemExit("--profile needs py-spy: scripts/setup --test installs it")
+    return found
+
+
 def start_daphnes(
-    count: int, *, database_url: str, redis_url: str, secret_key: str
+    count: int,
+    *,
+    database_url: str,
+    redis_url: str,
+    secret_key: str,
+    profile_dir: Path | None = None,
 ) -> list[Server]:
-    """``count`` Daphne processes of the app, started together; all up on return."""
+    """``count`` Daphne processes of the app, started together; all up on
+    return. With ``profile_dir``, each runs under py-spy, which samples the
+    threads holding the GIL (what costs CPU) 200 times a second and writes
+    ``daphne-<port>.txt`` there when the server stops."""
     if count > 1 and not redis_url:
         raise SystemExit("several processes share a room only through Redis: give a Redis URL")
     servers = []
@@ -125,7 +176,14 @@ def start_daphnes(
                 "15",
                 "config.asgi:application",
             ]
-            servers.append(Server("daphne", command, env, port))
+            if profile_dir is not None:
+                profile_dir.mkdir(parents=True, exist_ok=True)
+                output = profile_dir / f"daphne-{port}.txt"
+                command = [
+                    py_spy(), "record", "--nonblocking", "--gil", "--rate", "200",
+                    "--format", "raw", "--output", str(output), "--", *command,
+                ]  # fmt: skip
+            servers.append(Server("daphne", command, env, port, profiled=profile_dir is not None))
         for server in servers:
             server.wait_until_up("/api/events/")
     except BaseException:
@@ -148,7 +206,6 @@ def start_baseline() -> Server:
 
 def stop(servers: list[Server]) -> None:
     for server in servers:
-        if server.process.poll() is None:
-            server.process.terminate()
+        server.terminate()
     for server in servers:
         server.stop()
