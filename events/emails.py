@@ -121,6 +121,13 @@ def send_registration_update(registrant_id: int, session_ids: list[int]) -> None
 
 
 @_logged
+def send_registration_update_for(registrant: Registrant, registrations: list[Registration]) -> None:
+    """The same e-mail, from registrations already in hand (with their
+    session, its event, and the registrant loaded)."""
+    _send([_message(registrant, registrations)])
+
+
+@_logged
 def send_promotions(registration_ids: list[int]) -> None:
     """Tell each promoted registrant that their seat is confirmed."""
     _send(_message(r.registrant, [r]) for r in _registrations(pk__in=registration_ids))

@@ -36,6 +36,8 @@ class Outcome:
     session: Session
     status: str  # a Registration.Status value, or "full" when refused
     changed: bool
+    #: The place given, when ``changed``.
+    registration: Registration | None = None
 
 
 @dataclass
@@ -106,12 +108,14 @@ def register_attendee(
             raise ServiceError(
                 "full", _("Sorry, the sessions you chose are full and have no waiting list.")
             )
-        changed = [o for o in result.outcomes if o.changed]
+        changed = [o.registration for o in result.outcomes if o.registration is not None]
         if changed:
-            ids_changed = [o.session.pk for o in changed]
-            transaction.on_commit(
-                lambda: emails.send_registration_update(registrant.pk, ids_changed)
-            )
+            # The e-mail is built from what was just written, not read back.
+            registrant.event = event
+            for registration in changed:
+                registration.registrant = registrant
+                registration.session.event = event
+            transaction.on_commit(lambda: emails.send_registration_update_for(registrant, changed))
     return result
 
 
@@ -145,9 +149,13 @@ def _place(*, registrant: Registrant, session: Session, event: Event) -> Outcome
         existing.ical_revision += 1
         existing.created_at = timezone.now()
         existing.save(update_fields=["status", "ical_revision", "created_at", "updated_at"])
+        registration = existing
     else:
-        Registration.objects.create(registrant=registrant, session=session, status=status)
-    return Outcome(session=session, status=status, changed=True)
+        registration = Registration.objects.create(
+            registrant=registrant, session=session, status=status
+        )
+    registration.session = session
+    return Outcome(session=session, status=status, changed=True, registration=registration)
 
 
 def _status_for_new_place(*, session: Session, event: Event) -> str | None:
