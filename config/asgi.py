@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 from channels.auth import AuthMiddlewareStack
 
+from streaming import shutdown
 from streaming.routing import websocket_urlpatterns
 
 application = ProtocolTypeRouter(
@@ -23,6 +24,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# SIGTERM: viewers told to reconnect elsewhere, watch time written, then stop.
+shutdown.install()
 
 # A server process holds thousands of connections, each a few dozen
 # long-lived objects, and allocates a little for every frame it sends. With

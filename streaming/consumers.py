@@ -20,6 +20,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import trans_real
@@ -39,8 +40,11 @@ MAX_FRAME_BYTES = 16 * 1024
 CLOSE_TOO_BIG = 4009
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
-#: Something failed on our side; the client reconnects and retries.
-CLOSE_INTERNAL = 1011
+#: The room could not be opened (its database unreachable, say); the client
+#: reconnects with backoff. Daphne sends only 1000 and 3000–4999, so not 1011.
+CLOSE_UNAVAILABLE = 4503
+#: This server process is stopping; the client reconnects (to another one).
+CLOSE_RESTARTING = 4012
 
 ASK_LIMIT = (3, 30.0)  # questions per seconds, per participant
 VOTE_LIMIT = (20, 10.0)
@@ -105,6 +109,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.held: list[dict[str, Any]] = []
         try:
             self.participant = await database_sync_to_async(_resolve)(self.scope, session_id)
+        except DatabaseError:
+            logger.warning("room %s: database unreachable; viewer asked to retry", session_id)
+            await self.accept()
+            await self.close(code=CLOSE_UNAVAILABLE)
+            return
         except ServiceError as exc:
             # Accept first: a close code only reaches the client after the
             # handshake; before it, the browser sees a bare HTTP 403.
@@ -122,7 +131,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("could not open room %s", session_id)
             await self._leave()
-            await self.close(code=CLOSE_INTERNAL)
+            await self.close(code=CLOSE_UNAVAILABLE)
 
     async def _enter(self, session_id: int) -> None:
         participant = self.participant
@@ -141,7 +150,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             "session": state["session"],
             "you": {"role": participant.role, "name": participant.name},
             "questions": [dict(q, voted=q["id"] in self.voted) for q in state["questions"]],
-            "viewers": await hub().viewers(session_id),
+            "viewers": await hub().viewers(session_id, or_local=True),
         }
         await self.send(text_data=encode(hello))
         # Replay what arrived meanwhile, in order: votes in it update
@@ -219,6 +228,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await handler(self, message, ref)
         except ServiceError as exc:
             await self._error(exc.code, exc.message, ref)
+        except DatabaseError as exc:
+            # Nothing was written: the transaction rolled back with the error.
+            logger.warning("live protocol %r: database unavailable: %s", message_type, exc)
+            await self._error(
+                "unavailable", _("The service is briefly unavailable; please try again."), ref
+            )
         except Exception:
             logger.exception("live protocol handler failed for %r", message.get("type"))
             await self._error("invalid", _("That could not be done; please try again."), ref)

@@ -8,11 +8,14 @@ writes the message to its own viewers of that room.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+logger = logging.getLogger(__name__)
 
 #: The layer message type the hub reads.
 ROOM_MESSAGE = "room.message"
@@ -33,6 +36,19 @@ def publish(session_id: int, event: dict[str, Any]) -> None:
 def publish_on_commit(session_id: int, event: dict[str, Any]) -> None:
     """Publish once the current transaction commits, so nothing that could
     still roll back is ever announced."""
-    # robust: what is committed stays committed and acknowledged even if
-    # the layer is briefly unreachable; the failure is logged.
-    transaction.on_commit(lambda: publish(session_id, event), robust=True)
+    transaction.on_commit(lambda: _publish_or_log(session_id, event))
+
+
+def _publish_or_log(session_id: int, event: dict[str, Any]) -> None:
+    """What is committed stays committed and acknowledged even if the layer
+    is briefly unreachable: each process's hub replays what changed once it
+    hears the layer again (``RoomHub._catch_up``)."""
+    try:
+        publish(session_id, event)
+    except Exception as exc:
+        logger.error(
+            "room %s: could not announce %r (%s); rooms catch up when the layer is back",
+            session_id,
+            event.get("event"),
+            exc,
+        )

@@ -45,13 +45,17 @@ import json
 import logging
 import weakref
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.utils import timezone
 
 from attendance import tracker as attendance_tracker
+from streaming import services
 from streaming.groups import room_group
-from streaming.presence import presence
+from streaming.presence import LocalPresence, presence
 from streaming.services import Participant
 from streaming.transport import PreparedFrames, Writer
 
@@ -161,8 +165,17 @@ class RoomHub:
                 GRACE, lambda: room.tasks.append(asyncio.ensure_future(self._close(room)))
             )
 
-    async def viewers(self, session_id: int) -> dict[str, int]:
-        count = await presence().count(session_id)
+    async def viewers(self, session_id: int, *, or_local: bool = False) -> dict[str, int]:
+        """The room's count across processes; with ``or_local``, this process's
+        own count when the shared one cannot be read (Redis unreachable)."""
+        tracker = presence()
+        try:
+            count = await tracker.count(session_id)
+        except Exception as exc:
+            if not or_local:
+                raise
+            logger.warning("room %s: viewer count unavailable (%s); counting here", session_id, exc)
+            count = await LocalPresence.count(tracker, session_id)
         return {"now": count.now, "peak": count.peak}
 
     # Subscription ----------------------------------------------------------------
@@ -196,13 +209,37 @@ class RoomHub:
 
     async def _read(self, room: Room) -> None:
         assert self.layer is not None
+        failing_since: float | None = None
+        missed_since = timezone.now()
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                if failing_since is not None:
+                    # A restarted Redis has forgotten the group: join it again
+                    # before waiting for messages, and catch members up.
+                    await self.layer.group_add(room_group(room.session_id), room.channel)
+                    logger.warning(
+                        "room %s: channel layer reachable again after %.1f s; rejoined the room",
+                        room.session_id,
+                        loop.time() - failing_since,
+                    )
+                    failing_since = None
+                    # The count too: each process rewrites its own viewers.
+                    await presence().refresh()
+                    room.tasks.append(asyncio.ensure_future(self._catch_up(room, missed_since)))
                 message = await self.layer.receive(room.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("room %s: channel layer receive failed; retrying", room.session_id)
+            except Exception as exc:
+                if failing_since is None:
+                    failing_since = loop.time()
+                    # Messages may have been lost shortly before the error.
+                    missed_since = timezone.now() - timedelta(seconds=RESUBSCRIBE_EVERY)
+                    logger.error(
+                        "room %s: lost the channel layer (%s); retrying every second",
+                        room.session_id,
+                        exc,
+                    )
                 await asyncio.sleep(1)
                 continue
             try:
@@ -210,8 +247,25 @@ class RoomHub:
             except Exception:
                 logger.exception("room %s: could not deliver %r", room.session_id, message)
 
+    async def _catch_up(self, room: Room, since: datetime) -> None:
+        """Replay what changed in the room while this process could not hear
+        it, so its viewers need not reconnect to see it."""
+        try:
+            messages = await database_sync_to_async(services.changes_since)(room.session_id, since)
+            for message in messages:
+                await self.fan_out(room, message)
+        except Exception:
+            logger.exception("room %s: could not catch up after the outage", room.session_id)
+            return
+        logger.warning(
+            "room %s: caught up with %d changes missed during the outage",
+            room.session_id,
+            len(messages),
+        )
+
     async def _tick(self, room: Room) -> None:
         since_subscribe = 0.0
+        failing = False
         while True:
             await asyncio.sleep(VIEWERS_EVERY)
             try:
@@ -223,8 +277,13 @@ class RoomHub:
                     await self.layer.group_add(room_group(room.session_id), room.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("room %s: viewer count failed", room.session_id)
+            except Exception as exc:
+                # Once per outage, not every tick.
+                if not failing:
+                    logger.error("room %s: viewer count failed (%s)", room.session_id, exc)
+                failing = True
+            else:
+                failing = False
 
     async def _sample(self, room: Room) -> None:
         """Offer the room's count to the timeline; the tracker keeps one

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
 
 from streaming.redis import redis_client
 
@@ -73,6 +74,10 @@ class LocalPresence:
 
     async def _departed(self, room: int, registrant_id: int) -> None:
         pass
+
+    async def refresh(self) -> None:
+        """Write this process's count where other processes read it (nowhere
+        here: the embedded shape has one process)."""
 
     async def count(self, room: int) -> Count:
         now = len(self.tally.get(room, ()))
@@ -144,12 +149,23 @@ class RedisPresence(LocalPresence):
             pipe.zadd(procs, {self.process: time.time() + PROCESS_TTL})
             pipe.expire(procs, PROCESS_TTL)
 
-        await self._write(write)
+        # The heartbeat first: if Redis is unreachable now, it writes the
+        # whole tally once it is back.
         self._ensure_heartbeat()
+        await self._tolerant_write(write)
 
     async def _departed(self, room: int, registrant_id: int) -> None:
         key = self._keys(room)[2] + self.process
-        await self._write(lambda pipe: pipe.srem(key, registrant_id))
+        await self._tolerant_write(lambda pipe: pipe.srem(key, registrant_id))
+
+    async def _tolerant_write(self, write: Callable[[Pipeline], object]) -> None:
+        """A viewer comes and goes even while Redis is unreachable: the tally
+        here is right, and the heartbeat's rewrite repairs Redis later (a
+        departed viewer's set expires within PROCESS_TTL if no beat comes)."""
+        try:
+            await self._write(write)
+        except RedisError as exc:
+            logger.warning("presence: Redis unreachable (%s); the heartbeat will repair it", exc)
 
     async def count(self, room: int) -> Count:
         procs, peak, prefix = self._keys(room)
@@ -214,11 +230,18 @@ class RedisPresence(LocalPresence):
 
     async def _beat(self) -> None:
         """Refresh this process's keys while it has viewers anywhere."""
+        failing = False
         while self.tally:
             try:
                 await self.refresh()
-            except Exception:
-                logger.exception("presence heartbeat failed; retrying")
+            except Exception as exc:
+                if not failing:
+                    logger.error("presence: cannot write the viewer count to Redis (%s)", exc)
+                failing = True
+            else:
+                if failing:
+                    logger.warning("presence: Redis reachable again; viewer count rewritten")
+                failing = False
             await asyncio.sleep(HEARTBEAT)
 
 

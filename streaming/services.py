@@ -13,6 +13,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -288,7 +289,9 @@ def vote_question(*, participant: Participant, question_id: Any, up: Any) -> dic
         else:
             changed = Vote.objects.filter(question=question, **voter).delete()[0] > 0
         if changed:
-            Question.objects.filter(pk=question.pk).update(votes=F("votes") + (1 if up else -1))
+            Question.objects.filter(pk=question.pk).update(
+                votes=F("votes") + (1 if up else -1), updated_at=timezone.now()
+            )
             question.refresh_from_db(fields=["votes"])
             _announce(question, voter=participant.key, up=up)
     return serialize_question(question, moderator=participant.moderates)
@@ -367,18 +370,40 @@ def _announce(question: Question, **extra: Any) -> None:
     """Queue the room message for a changed question. It carries the author
     and the anonymity flag; each process's hub decides, per reader, what
     they may see."""
-    groups.publish_on_commit(
-        question.session_id,
-        {
-            "event": "question",
-            "question": serialize_question(question, moderator=True),
-            "anonymous": question.anonymous,
-            "author": f"r{question.author_registrant_id}"
-            if question.author_registrant_id
-            else f"u{question.author_user_id}",
-            **extra,
-        },
-    )
+    groups.publish_on_commit(question.session_id, {**_question_message(question), **extra})
+
+
+def _question_message(question: Question) -> dict[str, Any]:
+    return {
+        "event": "question",
+        "question": serialize_question(question, moderator=True),
+        "anonymous": question.anonymous,
+        "author": f"r{question.author_registrant_id}"
+        if question.author_registrant_id
+        else f"u{question.author_user_id}",
+    }
+
+
+#: At most this many questions are replayed to a room after an outage;
+#: a viewer who missed more reconnects for the full state.
+CATCH_UP_LIMIT = 200
+
+
+def changes_since(session_id: int, since: datetime) -> list[dict[str, Any]]:
+    """The room messages that would have announced what changed in the room
+    since ``since``: for a process that could not hear them (its channel
+    layer was down). Oldest change first; the session's status last."""
+    changed = Question.objects.filter(session_id=session_id, updated_at__gte=since).order_by(
+        "-updated_at", "-pk"
+    )[:CATCH_UP_LIMIT]
+    messages = [_question_message(question) for question in reversed(changed)]
+    session = Session.objects.filter(pk=session_id).first()
+    if session is not None and any(
+        moment is not None and moment >= since
+        for moment in (session.live_started_at, session.live_ended_at)
+    ):
+        messages.append({"event": "status", "status": session.status})
+    return messages
 
 
 # Session status ---------------------------------------------------------------------

@@ -1173,7 +1173,7 @@ async def test_connect_failing_after_joining_leaves_no_ghost_viewer(
     async with socket(scene.session.pk, await join(scene.alice)) as alice:
         connected, _ = await alice.connect()
         assert connected
-        assert await alice.receive_output(timeout=5) == {"type": "websocket.close", "code": 1011}
+        assert await alice.receive_output(timeout=5) == {"type": "websocket.close", "code": 4503}
 
     async with room(scene.session.pk, await join(scene.bob)) as (_, hello):
         # Alice's failed connect is not counted; only Bob is watching.

@@ -1,0 +1,101 @@
+"""A graceful stop of a server process (SIGTERM: a deploy, a restart).
+
+Contract:
+
+- On SIGTERM the process closes every live-room connection with
+  :data:`~streaming.consumers.CLOSE_RESTARTING` (4012), so browsers
+  reconnect at once, to another process behind the proxy.
+- It waits up to :data:`LEAVE_TIMEOUT` seconds for the viewers to leave,
+  which takes them out of the viewer count, then ends and writes every
+  watch interval still open here (:meth:`AttendanceTracker.close`): a
+  stopped process loses no watch time, where a killed one loses at most
+  one flush interval.
+- Then it stops the reactor as Twisted would have. A second SIGTERM, or
+  :data:`STOP_TIMEOUT` seconds without finishing, stops it at once.
+
+Only a process run by Daphne installs this (``config/asgi.py`` calls
+:func:`install`); a test importing the application does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+LEAVE_TIMEOUT = 3.0
+STOP_TIMEOUT = 15.0
+
+
+def install() -> None:
+    """Take over SIGTERM once Daphne's reactor runs. Does nothing unless
+    Daphne installed the reactor (it does before importing the app)."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(_take_sigterm, reactor)
+
+
+def _take_sigterm(reactor: Any) -> None:
+    loop = asyncio.get_event_loop()
+    stopping: list[asyncio.Task] = []
+
+    def on_sigterm() -> None:
+        if stopping:
+            logger.warning("second SIGTERM: stopping now")
+            _stop(reactor)
+            return
+        stopping.append(loop.create_task(_stop_gracefully(reactor)))
+
+    # Twisted's own handler would stop the reactor at once, and Daphne would
+    # cancel every connection without a word to the browsers.
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+
+def _stop(reactor: Any) -> None:
+    if reactor.running:
+        reactor.stop()
+
+
+async def _stop_gracefully(reactor: Any) -> None:
+    try:
+        await asyncio.wait_for(drain(), STOP_TIMEOUT)
+    except Exception:
+        logger.exception("graceful stop did not finish; stopping anyway")
+    _stop(reactor)
+
+
+async def drain() -> None:
+    """Send this process's viewers away and write their watch time."""
+    from attendance.tracker import tracker
+    from streaming.consumers import CLOSE_RESTARTING
+    from streaming.hub import hub
+
+    rooms = hub().rooms
+    members = [member for room in rooms.values() for member in room.members]
+    logger.warning(
+        "SIGTERM: asking %d connections in %d rooms to reconnect elsewhere, then stopping",
+        len(members),
+        len(rooms),
+    )
+    await asyncio.gather(
+        *(member.close(code=CLOSE_RESTARTING) for member in members),  # type: ignore[attr-defined]
+        return_exceptions=True,
+    )
+    # Each viewer leaves the room (and the count) once its browser answers
+    # the close; one that does not is let go below anyway.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LEAVE_TIMEOUT
+    while any(room.members for room in rooms.values()) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    attendance = tracker()
+    still_open = len(attendance.open)
+    await attendance.close()
+    logger.warning(
+        "SIGTERM: watch time written (%d intervals were still open); stopping", still_open
+    )
