@@ -1,10 +1,46 @@
 """Websocket routes (SPEC.md §6)."""
 
+import logging
+from typing import Any
+
+from django.db import DatabaseError
 from django.urls import re_path
 
-from streaming.consumers import LiveConsumer
+from streaming.consumers import CLOSE_UNAVAILABLE, LiveConsumer
+
+logger = logging.getLogger(__name__)
 
 websocket_urlpatterns = [
     # At most 18 digits, like every id in the URLs: fits any integer column.
     re_path(r"^ws/sessions/(?P<session_id>[0-9]{1,18})/$", LiveConsumer.as_asgi()),
 ]
+
+
+class DatabaseGuard:
+    """Around the websocket stack: when the visitor's Django session cannot
+    be read (the database out of reach) before the room opens, accept and
+    close with 4503, so that the browser retries with backoff instead of
+    seeing a bare failed handshake."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracked_receive() -> dict[str, Any]:
+            nonlocal started
+            started = True
+            return await receive()
+
+        try:
+            await self.app(scope, tracked_receive, send)
+        except DatabaseError as exc:
+            if started:
+                raise  # the consumer had the connection; Daphne closes it
+            logger.warning(
+                "%s: database unavailable before the room opened: %s", scope["path"], exc
+            )
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})

@@ -36,6 +36,7 @@ from tests.streaming.test_processes import (
     FRAME_TIMEOUT,
     Tab,
     close_all,
+    connect,
     join_cookie,
     of_type,
     question,
@@ -325,7 +326,7 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
 
     async def scenario() -> None:
         tab = await Tab.open(server, session.pk, cookie)
-        await ask(tab, "before the outage")
+        before = await ask(tab, "before the outage")
 
         postgres_relay.cut()
         status, page, headers = await asyncio.to_thread(browser.request, f"/events/{slug}/")
@@ -345,17 +346,22 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
         assert frame["type"] == "error" and frame["code"] == "unavailable", frame
         await tab.send(type="ping", ref="alive")  # the connection stays open
         await tab.expect(of_type("pong", ref="alive"))
+        # A viewer arriving now is asked to come back (and the page retries).
+        arriving = Tab(await connect(server, session.pk, cookie), {})
+        assert await closed_with(arriving, timeout=20) == 4503
 
         postgres_relay.restore()
+        # Votes (idempotent, generously limited) probe until the room works.
         deadline = time.monotonic() + 30
         while True:
-            await tab.send(type="question.ask", text="after the outage", ref="up")
-            frame = await tab.expect(lambda f: f.get("ref") == "up", timeout=20)
+            await tab.send(type="question.vote", id=before, up=True, ref="probe")
+            frame = await tab.expect(lambda f: f.get("ref") == "probe", timeout=20)
             if frame["type"] == "ack":
                 break
             assert frame["code"] == "unavailable", frame
             assert time.monotonic() < deadline, "the room did not recover"
             await asyncio.sleep(1)
+        await ask(tab, "after the outage")
         await tab.close()
 
     asyncio.run(scenario())
