@@ -43,8 +43,6 @@ from tests.streaming.test_processes import (
     viewers,
 )
 
-pytestmark = pytest.mark.postgres
-
 #: Seconds between watch-time writes in these tests: what a killed process may lose.
 FLUSH = 5
 
@@ -97,6 +95,7 @@ def wait_for(predicate, timeout: float, what: str) -> float:
 # SIGKILL ------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_a_process_killed_mid_questions_loses_no_acknowledged_question(daphne, require_postgres):
     a, b = daphne(ATTENDANCE_FLUSH_SECONDS=str(FLUSH)), daphne(ATTENDANCE_FLUSH_SECONDS=str(FLUSH))
     session = live_session()
@@ -178,6 +177,7 @@ def test_a_process_killed_mid_questions_loses_no_acknowledged_question(daphne, r
 # SIGTERM ------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_a_stopped_process_sends_viewers_away_and_writes_their_watch_time(daphne, require_postgres):
     # A writes watch time only every 45 s: anything written is the stop's doing.
     a, b = daphne(ATTENDANCE_FLUSH_SECONDS="45"), daphne()
@@ -215,9 +215,30 @@ def test_a_stopped_process_sends_viewers_away_and_writes_their_watch_time(daphne
     print(f"\nviewers sent away and counted out within {elapsed:.1f} s of SIGTERM")
 
 
+def test_a_stopped_embedded_server_sends_viewers_away_and_writes_their_watch_time(daphne):
+    """The embedded shape (one process, no Redis) stops the same way."""
+    server = daphne(ATTENDANCE_FLUSH_SECONDS="45")
+    session = live_session()
+    (registrant_id, cookie), *_ = registrants(session, 1)
+
+    async def scenario() -> int | None:
+        tab = await Tab.open(server, session.pk, cookie)
+        await asyncio.sleep(1)
+        server.process.send_signal(signal.SIGTERM)
+        return await closed_with(tab)
+
+    stopped_at = timezone.now()
+    assert asyncio.run(scenario()) == 4012
+    assert server.process.wait(timeout=20) == 0
+    interval = WatchInterval.objects.get(session=session, registrant_id=registrant_id)
+    assert interval.closed
+    assert abs((interval.ended_at - stopped_at).total_seconds()) < 5
+
+
 # Redis restart -------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_rooms_recover_by_themselves_after_redis_restarts(
     daphne, own_redis: RedisServer, require_postgres
 ):
@@ -304,6 +325,7 @@ class Browser:
         )
 
 
+@pytest.mark.postgres
 def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
     daphne, postgres_relay: TcpRelay, require_postgres
 ):
