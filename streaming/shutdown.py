@@ -2,9 +2,10 @@
 
 Contract:
 
-- On SIGTERM the process closes every live-room connection with
-  :data:`~streaming.consumers.CLOSE_RESTARTING` (4012), so browsers
-  reconnect at once, to another process behind the proxy.
+- On SIGTERM the process stops accepting connections, then closes every
+  live-room connection with :data:`~streaming.consumers.CLOSE_RESTARTING`
+  (4012), so browsers reconnect at once, to another process behind the
+  proxy.
 - It waits up to :data:`LEAVE_TIMEOUT` seconds for the viewers to leave,
   which takes them out of the viewer count, then ends and writes every
   watch interval still open here (:meth:`AttendanceTracker.close`): a
@@ -63,11 +64,24 @@ def _stop(reactor: Any) -> None:
 
 
 async def _stop_gracefully(reactor: Any) -> None:
+    _stop_listening(reactor)
     try:
         await asyncio.wait_for(drain(), STOP_TIMEOUT)
     except Exception:
         logger.exception("graceful stop did not finish; stopping anyway")
     _stop(reactor)
+
+
+def _stop_listening(reactor: Any) -> None:
+    """Refuse new connections, so that the proxy sends reconnecting viewers
+    to the other processes (with ``least_conn``, it would otherwise prefer
+    this one, which has just dropped all of its connections)."""
+    from twisted.internet.tcp import Port
+
+    ports = [reader for reader in reactor.getReaders() if isinstance(reader, Port)]
+    for port in ports:
+        port.stopListening()
+    logger.warning("SIGTERM: stopped accepting connections on %d ports", len(ports))
 
 
 async def drain() -> None:

@@ -202,6 +202,7 @@ def test_a_stopped_process_sends_viewers_away_and_writes_their_watch_time(daphne
     elapsed = asyncio.run(scenario())
     assert a.process.wait(timeout=20) == 0
     log = a.log_path.read_text()
+    assert "SIGTERM: stopped accepting connections on 1 ports" in log, log
     assert "SIGTERM: asking 3 connections" in log, log
     assert "watch time written" in log, log
 
