@@ -6,7 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from attendance.models import Certificate
-from events.forms import clean_text
+from events.forms import clean_field
 
 MAX_REASON_LENGTH = Certificate._meta.get_field("revoked_reason").max_length
 
@@ -43,7 +43,7 @@ class RevokeForm(forms.Form):
     )
 
     def clean_reason(self) -> str:
-        reason = clean_text(self.cleaned_data["reason"])
+        reason = clean_field(self, "reason")
         if not reason:
             raise forms.ValidationError(_("Give the reason for revoking."), code="required")
         return reason

@@ -16,7 +16,7 @@ from django.forms.utils import from_current_timezone
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from events.forms import IdChoiceField, IdMultipleChoiceField, clean_text
+from events.forms import IdChoiceField, IdMultipleChoiceField, clean_field
 from events.models import Event, Registration, Session, Speaker, validate_time_zone
 
 DATETIME_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -103,7 +103,7 @@ class EventForm(forms.ModelForm):
             self.fields[name].help_text = _("In the event's time zone. Leave empty for no limit.")
 
     def clean_title(self) -> str:
-        return clean_text(self.cleaned_data["title"])
+        return clean_field(self, "title")
 
     def clean_time_zone(self) -> str:
         # Model validators only run in _post_clean, after clean() needs the zone.
@@ -192,7 +192,7 @@ class SessionForm(forms.ModelForm):
         self.fields["capacity"].widget.attrs["min"] = 1
 
     def clean_title(self) -> str:
-        return clean_text(self.cleaned_data["title"])
+        return clean_field(self, "title")
 
     def clean_capacity(self) -> int | None:
         capacity = self.cleaned_data["capacity"]
@@ -238,10 +238,10 @@ class SpeakerForm(forms.ModelForm):
         widgets = {"bio": forms.Textarea(attrs={"rows": 4})}
 
     def clean_name(self) -> str:
-        return clean_text(self.cleaned_data["name"])
+        return clean_field(self, "name")
 
     def clean_affiliation(self) -> str:
-        return clean_text(self.cleaned_data["affiliation"])
+        return clean_field(self, "affiliation")
 
 
 class RegistrationFilterForm(forms.Form):

@@ -10,6 +10,7 @@ after the transaction commits, never for something that rolled back.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,20 @@ Status = Registration.Status
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
+
+
+#: Letters that render as nothing: Hangul fillers and the blank Braille cell.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def has_visible_character(text: str) -> bool:
+    """Whether ``text`` shows anything: a character that is neither a
+    control, format or private-use code point (zero-width spaces, joiners),
+    nor a space or separator, nor a combining mark on its own, nor a blank
+    letter. Text of only such characters reads as empty."""
+    return any(
+        unicodedata.category(char)[0] not in "CZM" and char not in BLANK_LETTERS for char in text
+    )
 
 
 @dataclass

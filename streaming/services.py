@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from events.errors import ServiceError
 from events.models import EventRole, Registration, Session
 from events.queries import roles_for
+from events.services import has_visible_character
 from streaming import groups
 from streaming.models import Question, Vote
 
@@ -211,7 +212,8 @@ def clean_text(value: Any, *, limit: int, field: str) -> str:
         if category == "Cs" or (category == "Cc" and char not in "\n\t"):
             raise ServiceError("invalid", _("Please remove control characters."))
     text = unicodedata.normalize("NFC", value).strip()
-    if not text:
+    # Zero-width characters alone would show as an empty question.
+    if not has_visible_character(text):
         raise ServiceError("invalid", _("%(field)s cannot be empty.") % {"field": field})
     if len(text) > limit:
         raise ServiceError(

@@ -157,6 +157,8 @@ def test_enter_room_unpublished_event_admits_organisers_only(session):
         ("line one\nline two\ttab", "line one\nline two\ttab"),
         ("\u3000全角空格\u3000", "全角空格"),
         ("x" * 500, "x" * 500),
+        # Zero-width joiners inside visible text are kept: emoji sequences need them.
+        ("\U0001f469\u200d\U0001f4bb?", "\U0001f469\u200d\U0001f4bb?"),
     ],
 )
 def test_check_question_trims_and_normalises(value, expected):
@@ -174,6 +176,11 @@ def test_check_question_trims_and_normalises(value, expected):
         ("a\u202eb", False, "invalid"),
         ("a\u2066b", False, "invalid"),
         ("a\x1bb", False, "invalid"),
+        # Shows nothing: zero-width characters, a lone combining mark, a blank letter.
+        ("\u200b", False, "invalid"),
+        ("\ufeff \u2060\u200d", False, "invalid"),
+        ("\u0301", False, "invalid"),
+        ("\u3164", False, "invalid"),
         (None, False, "invalid"),
         (5, False, "invalid"),
         ("ok", "true", "invalid"),
@@ -364,6 +371,20 @@ def test_moderate_question_answer_keeps_votes(session):
     )
 
     assert (answered["answered"], answered["answer"], answered["votes"]) == (True, "Yes.", 1)
+
+
+def test_moderate_question_invisible_answer_is_refused_and_changes_nothing(session):
+    mod = moderator(session)
+    question = ask(mod)
+
+    with pytest.raises(ServiceError) as caught:
+        services.moderate_question(
+            participant=mod, question_id=question["id"], action="answer", answer="\u200b\u2060"
+        )
+
+    assert (caught.value.code, caught.value.message) == ("invalid", "The answer cannot be empty.")
+    stored = Question.objects.get(pk=question["id"])
+    assert (stored.answered, stored.answer) == (False, "")
 
 
 # set_session_status --------------------------------------------------------------------
