@@ -14,7 +14,8 @@ from django.views.decorators.http import require_GET
 from attendance import serials, services
 from attendance.models import Certificate
 from events.errors import ServiceError
-from events.models import Registrant, Session
+from events.guessing import limits_guessing
+from events.models import Registrant, Session, looks_like_token
 from events.queries import can_manage
 from streaming.presence import count_or_nothing
 
@@ -24,16 +25,20 @@ CONTENT_TYPES = {"png": "image/png", "pdf": "application/pdf"}
 
 
 @require_GET
+@limits_guessing
 def certificate_png(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
     return _download(request, token, session_id, "png")
 
 
 @require_GET
+@limits_guessing
 def certificate_pdf(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
     return _download(request, token, session_id, "pdf")
 
 
 def _download(request: HttpRequest, token: str, session_id: int, kind: str) -> HttpResponse:
+    if not looks_like_token(token):
+        raise Http404
     registrant = get_object_or_404(Registrant.objects.select_related("event"), token=token)
     session = get_object_or_404(Session, pk=session_id, event_id=registrant.event_id)
     standing = services.standing(session=session, registrant=registrant)
@@ -54,6 +59,11 @@ def _download(request: HttpRequest, token: str, session_id: int, kind: str) -> H
     )
     response["Content-Disposition"] = f'inline; filename="certificate-{certificate.serial}.{kind}"'
     response["Cache-Control"] = "private, no-cache"
+    # Not a page: the browser shows it in a viewer page of its own, whose
+    # inline styles the pages' Content-Security-Policy would refuse (older
+    # Chromium cores then squash the PDF viewer). What django-csp's
+    # csp_exempt() sets; that decorator only fits views of one argument.
+    response._csp_exempt = True  # type: ignore[attr-defined]
     return response
 
 
@@ -73,6 +83,7 @@ def _refused(request, registrant, session, standing, reason: str, *, status: int
 
 
 @require_GET
+@limits_guessing
 def verify(request: HttpRequest, serial: str) -> HttpResponse:
     canonical = serials.normalise(serial)
     certificate = (

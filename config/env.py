@@ -50,6 +50,23 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def url_origin(name: str, url: str) -> str | None:
+    """The origin of ``url``, as a Content-Security-Policy names it:
+    ``scheme://host[:port]`` for an http(s) URL, ``None`` for a path on
+    this site (``'self'`` covers it). Anything else (``data:``,
+    ``javascript:``, a bare host name) is refused: a policy could only allow
+    it by allowing a whole scheme."""
+    value = url.strip()
+    if value.startswith("/") and not value.startswith("//"):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name} must be a path on this site or an http(s) URL, not {url!r}"
+        )
+    return f"{parts.scheme.lower()}://{parts.netloc.rpartition('@')[2].lower()}"
+
+
 BACKENDS = {
     "console": "django.core.mail.backends.console.EmailBackend",
     "locmem": "django.core.mail.backends.locmem.EmailBackend",

@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import env_bool, env_float, env_list, env_str, parse_email_url
+from config.env import env_bool, env_float, env_list, env_str, parse_email_url, url_origin
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -100,8 +101,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
         "max_size": int(env_str("DATABASE_POOL_SIZE", "10")),
-        "timeout": 10,
+        # How long a request waits for a connection: under load, its turn;
+        # with the database unreachable, the time before it answers 503.
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.5, maximum=60.0),
     }
+    # pytest-django's database; a name of its own lets test runs share a server.
+    if test_name := env_str("TONGXIN_TEST_DB", ""):
+        DATABASES["default"]["TEST"] = {"NAME": test_name}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -198,6 +204,11 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Tongxin <noreply@localhost>"
 
 # Security -------------------------------------------------------------------
 
+# Other keys whose signatures (sessions, organiser sign-ins, messages,
+# password-reset links) are accepted during a rotation: the coming key, then
+# the retired one (docs/deployment.md). Everything new is signed with
+# SECRET_KEY.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", "")
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the live room reads it for its fetch() calls
 X_FRAME_OPTIONS = "DENY"
@@ -215,6 +226,45 @@ if not DEBUG:
         SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
         SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
+# Content-Security-Policy (django-csp) on every response: pages run only this
+# site's scripts and styles, so text that slipped past escaping stays inert.
+# Next to SecurityMiddleware, so that pages other middleware answers with
+# (the CSRF refusal, the database-unavailable page) carry it too.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+# Each session names its own stream host (streaming/, SPEC.md §6) and may
+# change it mid-session, so the room allows any HTTPS host for the stream.
+_STREAM_HOSTS = "https:"
+_hls_origin = url_origin("HLS_PLAYER_URL", HLS_PLAYER_URL) if HLS_PLAYER_URL else None
+# The room's websocket (ws: for http, wss: for https): CSP3 browsers count it
+# as 'self', older ones (Safari before 15.4) need it named.
+_site_origin = url_origin("SITE_URL", SITE_URL)
+_socket_origins = [_site_origin.replace("http", "ws", 1)] if _site_origin else []
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        # hls.js may come from another origin (HLS_PLAYER_URL).
+        "script-src": ["'self'", *([_hls_origin] if _hls_origin else [])],
+        "style-src": ["'self'"],
+        # data: for the select arrow drawn in app.css.
+        "img-src": ["'self'", "data:"],
+        # blob: is the MediaSource hls.js plays through; the stream itself
+        # (video file, HLS playlist and segments) comes from its host.
+        "media-src": ["'self'", "blob:", _STREAM_HOSTS],
+        "connect-src": ["'self'", *_socket_origins, _STREAM_HOSTS],
+        # hls.js demuxes in a worker it builds from a blob.
+        "worker-src": ["'self'", "blob:"],
+        # Embedded players ("embed" streams), on HTTPS only.
+        "frame-src": ["https:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -223,3 +273,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Sessions -------------------------------------------------------------------
+
+# Database sessions that never send a forged cookie's value to the database
+# (config/sessions.py): such a visitor is anonymous, not an error 500.
+SESSION_ENGINE = "config.sessions"

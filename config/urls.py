@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
@@ -17,4 +19,7 @@ urlpatterns = [
     path("", include("attendance.urls")),
     path("", include("streaming.urls")),
     path("", include("events.urls")),
-] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+    # With DEBUG on, speaker photos only (as deploy/nginx.conf does): the
+    # rest of MEDIA_ROOT holds the rendered certificates, named by serial,
+    # which only the personal link's views may hand out.
+] + static(f"{settings.MEDIA_URL}speakers/", document_root=Path(settings.MEDIA_ROOT) / "speakers")

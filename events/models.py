@@ -6,6 +6,7 @@ sessions are shown and its invites are written.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 from zoneinfo import ZoneInfo, available_timezones
@@ -26,6 +27,16 @@ def validate_time_zone(value: str) -> None:
 def new_token() -> str:
     """A personal-link token: 192 random bits, URL-safe (32 characters)."""
     return secrets.token_urlsafe(24)
+
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+
+
+def looks_like_token(text: str) -> bool:
+    """Whether ``text`` could be a stored token (new_token's alphabet, the
+    column's length). Anything else is not looked up at all: PostgreSQL
+    refuses a NUL character in a query instead of finding nothing."""
+    return bool(_TOKEN_RE.fullmatch(text))
 
 
 def default_time_zone() -> str:

@@ -1,14 +1,18 @@
-"""The process's asyncio Redis client for presence and rate limits.
+"""The process's Redis clients for presence and rate limits.
 
-One client per event loop: Daphne runs one loop, tests run many, and a
-redis-py asyncio connection must not cross loops.
+One asyncio client per event loop: Daphne runs one loop, tests run many, and
+a redis-py asyncio connection must not cross loops. Django's synchronous
+views, which run in worker threads, share one plain (thread-safe) client per
+process instead of reaching into the loop's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 
+import redis
 from django.conf import settings
 from redis import asyncio as aioredis
 
@@ -43,3 +47,34 @@ def redis_client() -> aioredis.Redis:
         client = aioredis.Redis.from_pool(pool)
         _clients[loop] = client
     return client
+
+
+#: The synchronous client serves page views: a connection it cannot make or
+#: an answer it does not get this quickly is a failure its caller survives
+#: (the pages fail open), not a page that hangs.
+SYNC_MAX_CONNECTIONS = 64
+SYNC_TIMEOUT = 1.0
+
+_sync_clients: dict[str, redis.Redis] = {}
+_sync_lock = threading.Lock()
+
+
+def sync_redis_client() -> redis.Redis:
+    """The process's synchronous client for ``settings.REDIS_URL``."""
+    url = settings.REDIS_URL
+    with _sync_lock:
+        client = _sync_clients.get(url)
+        if client is None:
+            pool = redis.BlockingConnectionPool.from_url(
+                url,
+                # One connection per worker thread at most; past that, wait
+                # briefly for one instead of failing (redis-py 8's plain pool
+                # refuses the command outright).
+                max_connections=SYNC_MAX_CONNECTIONS,
+                timeout=SYNC_TIMEOUT,
+                socket_timeout=SYNC_TIMEOUT,
+                socket_connect_timeout=SYNC_TIMEOUT,
+                health_check_interval=30,
+            )
+            client = _sync_clients[url] = redis.Redis.from_pool(pool)
+        return client

@@ -290,9 +290,12 @@ def test_stream_kinds_render_their_player(daphne, new_context):
 
 #: Stands in for hls.js: records what it was asked to play.
 FAKE_HLS_PLAYER = (
-    "data:text/javascript,window.Hls=class{static isSupported(){return true}"
+    "window.Hls=class{static isSupported(){return true}"
     "loadSource(u){this.u=u}attachMedia(v){v.dataset.hlsSource=this.u}destroy(){}}"
 )
+#: On another origin, as a CDN's copy would be: the page's
+#: Content-Security-Policy must allow it (config/settings.py).
+HLS_PLAYER_URL = "https://cdn.example.org/hls.js/hls.min.js"
 
 
 def test_hls_without_native_support_loads_the_configured_player(daphne, new_context):
@@ -300,8 +303,12 @@ def test_hls_without_native_support_loads_the_configured_player(daphne, new_cont
         status="live", stream_kind="hls", stream_url="https://media.example.org/live.m3u8"
     )
     registrant = make_registration(session).registrant
-    server = daphne(HLS_PLAYER_URL=FAKE_HLS_PLAYER)
+    server = daphne(HLS_PLAYER_URL=HLS_PLAYER_URL)
     context = new_context()
+    context.route(
+        HLS_PLAYER_URL,
+        lambda route: route.fulfill(body=FAKE_HLS_PLAYER, content_type="text/javascript"),
+    )
     context.add_init_script(NO_NATIVE_HLS)
     page = _join(context, server, registrant, session)
     video = page.locator("[data-stream] video")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_list, env_str, parse_email_url
+from config.env import env_bool, env_list, env_str, parse_email_url, url_origin
 
 SMTP = "django.core.mail.backends.smtp.EmailBackend"
 
@@ -151,3 +151,35 @@ def test_env_str_default_when_unset(monkeypatch):
     assert env_str("TONGXIN_NAME", "fallback") == "fallback"
     monkeypatch.setenv("TONGXIN_NAME", "set")
     assert env_str("TONGXIN_NAME", "fallback") == "set"
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("/static/vendor/hls.js/hls.min.js", None),
+        ("https://cdn.example.org/npm/hls.js@1.7.4/dist/hls.min.js", "https://cdn.example.org"),
+        ("HTTPS://CDN.Example.org:8443/hls.min.js?v=1", "https://cdn.example.org:8443"),
+        ("http://user:pw@cdn.example.org/hls.min.js", "http://cdn.example.org"),
+    ],
+)
+def test_url_origin_of_a_path_or_http_url(url, origin):
+    assert url_origin("HLS_PLAYER_URL", url) == origin
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "data:text/javascript,alert(1)",
+        "javascript:alert(1)",
+        "//cdn.example.org/hls.min.js",
+        "cdn.example.org/hls.min.js",
+        "ftp://cdn.example.org/hls.min.js",
+        "https:///hls.min.js",
+    ],
+)
+def test_url_origin_refuses_what_no_policy_could_allow_narrowly(url):
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=r"^HLS_PLAYER_URL must be a path on this site or an http\(s\) URL, not ",
+    ):
+        url_origin("HLS_PLAYER_URL", url)

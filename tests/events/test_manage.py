@@ -795,6 +795,6 @@ def test_csrf_enforced_on_manage_posts(event_setup):
     strict.force_login(make_organiser(event))
     response = strict.post(reverse("manage:session_cancel", args=[session.pk]))
     assert response.status_code == 403
-    assert response.context["reason"] == "CSRF cookie not set."
+    assert b"The form could not be sent" in response.content
     session.refresh_from_db()
     assert session.status == "scheduled"

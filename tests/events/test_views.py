@@ -55,6 +55,15 @@ def test_register_twice_redirects_to_the_same_link(client):
         ({"name": "x" * 201}, "name"),
         ({"name": "evil\u202eman"}, "name"),
         ({"name": "nul\x00byte"}, "name"),
+        # NFC turns each U+FB2C into three characters: 600, over the 200 stored.
+        ({"name": "\ufb2c" * 200}, "name"),
+        ({"organisation": "\u0958" * 300}, "organisation"),
+        ({"name": "\u200d"}, "name"),
+        ({"name": "\u3164 \u0301"}, "name"),
+        # Lower-cased, each İ becomes two characters: a 126-character label.
+        ({"email": "zhang@" + "İ" * 63 + ".org"}, "email"),
+        ({"email": "zhang@ex\u200bample.org"}, "email"),
+        ({"email": "zhang@\u202eelpmaxe.org"}, "email"),
         ({"sessions": []}, "sessions"),
         ({"sessions": ["abc"]}, "sessions"),
         ({"sessions": ["999999"]}, "sessions"),

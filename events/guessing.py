@@ -1,0 +1,146 @@
+"""Personal links and certificate serials may be presented, never searched
+for: a client address that asks for too many that do not exist is paused.
+
+A personal-link token has 192 random bits: nobody finds one by trying. A
+certificate serial has only 35 (seven Crockford base-32 characters; the
+check character is computed, not random), because people type it from a
+printout: about 3.4e10 serials a year. With the 80,000 certificates of a
+busy year, one guess in 430,000 hits; a single client unhindered at 500
+requests a second would find one every 15 minutes, with the holder's name,
+session and minutes. So each client address may miss at most
+:data:`MISSES_ALLOWED` times per :data:`MISS_WINDOW` seconds, tokens and
+serials together, and is then answered 429 (with ``Retry-After``) until its
+oldest miss is older than the window: at most 2,880 guesses a day, one
+serial found every five months or so.
+
+- Hits never count: a registrant reloading their page, or a verifier
+  re-checking a certificate, is never paused however often they come.
+- While paused, every lookup from that address is refused, hits too:
+  answering a hit while refusing misses would tell the guesser which of
+  their guesses was right, and the pause would protect nothing.
+- Twenty misses in ten minutes is more than a person makes by hand: a
+  typed serial with a wrong character is caught by its check character
+  (one miss, then the corrected one); a personal link is clicked from an
+  e-mail, and a cut-off one fails once or twice before the person copies
+  it whole. Misses are rare enough that an office sharing one address stays
+  well inside the allowance, and the pause lifts on its own.
+- The count lives in Redis, so every server process shares it (in this
+  process without Redis). If Redis cannot be reached, lookups go on and
+  the failure is logged; each process then counts on its own until Redis
+  answers again (tried every :data:`OUTAGE_PAUSE` seconds), so a broken
+  limiter never locks registrants out and never opens the door wide.
+
+The address is ``REMOTE_ADDR``: Daphne sets it from the proxy's
+``X-Forwarded-For`` when started with ``--proxy-headers``, and
+deploy/nginx.conf overwrites that header with the address nginx saw, so a
+client cannot choose its own. IPv6 clients are counted per /64 network, the
+block one subscriber is usually given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from functools import wraps
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+
+# The sliding window shared with the live room's limits (a plain utility:
+# nothing of the live room comes with it).
+from streaming import ratelimit
+
+logger = logging.getLogger(__name__)
+
+MISSES_ALLOWED = 20
+MISS_WINDOW = 600.0
+#: After Redis failed, lookups skip the limit this many seconds before
+#: trying Redis again, so an outage costs at most one timeout per period.
+OUTAGE_PAUSE = 5.0
+
+_outage_until = 0.0
+
+
+def client_network(request: HttpRequest) -> str:
+    """Who is guessing: the client's IPv4 address or IPv6 /64 network."""
+    address = request.META.get("REMOTE_ADDR") or ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        # Not an address (a misconfigured proxy): one shared allowance, so
+        # that varying it gains nothing.
+        return "other"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _limited(check: Callable[..., int], network: str) -> int:
+    """Seconds the network must wait, from ``check``: in Redis, or in this
+    process while Redis cannot be reached."""
+    global _outage_until
+    key = f"miss:{network}"
+    if time.monotonic() >= _outage_until:
+        try:
+            return check(key, limit=MISSES_ALLOWED, window=MISS_WINDOW)
+        except Exception as exc:
+            _outage_until = time.monotonic() + OUTAGE_PAUSE
+            logger.warning(
+                "the guessing limit is unavailable (%r); counting in this process for %s s",
+                exc,
+                OUTAGE_PAUSE,
+            )
+    return check(key, limit=MISSES_ALLOWED, window=MISS_WINDOW, shared=False)
+
+
+def too_many(request: HttpRequest, seconds: int) -> HttpResponse:
+    """429, as a page or, for ``?format=json``, as JSON."""
+    minutes = max(1, -(-seconds // 60))
+    message = _(
+        "Too many links or serial numbers that do not exist were opened from your network. "
+        "To keep personal links and certificates safe, lookups from it are paused: "
+        "try again in %(minutes)d minutes."
+    ) % {"minutes": minutes}
+    response: HttpResponse
+    if request.GET.get("format") == "json":
+        response = JsonResponse(
+            {"error": "rate_limited", "message": message, "retry_after": seconds}, status=429
+        )
+    else:
+        response = render(
+            request,
+            "events/too_many_misses.html",
+            {"message": message, "minutes": minutes},
+            status=429,
+        )
+    response["Retry-After"] = str(seconds)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def limits_guessing(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """For views that look up a personal link or a serial: a 404 from the
+    view (raised or returned) is a miss for the client's network, and a
+    network over its allowance gets :func:`too_many` instead of the view."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        network = client_network(request)
+        if waiting := _limited(ratelimit.retry_after, network):
+            return too_many(request, waiting)
+        try:
+            response = view(request, *args, **kwargs)
+        except Http404:
+            if waiting := _limited(ratelimit.record, network):
+                return too_many(request, waiting)
+            raise
+        if response.status_code == 404 and (waiting := _limited(ratelimit.record, network)):
+            return too_many(request, waiting)
+        return response
+
+    return wrapper
