@@ -1,6 +1,7 @@
 """The Django admin, for staff. Organisers work under /manage/ instead."""
 
 from django.contrib import admin
+from django.db import models
 
 from events.models import Event, EventRole, Registrant, Registration, Session, Speaker
 
@@ -31,6 +32,8 @@ class SessionAdmin(admin.ModelAdmin):
     search_fields = ("title",)
     filter_horizontal = ("speakers",)
     readonly_fields = ("starts_at", "ends_at", "status", "capacity", "ical_sequence")
+    # As on /manage/: a stream address pasted without a scheme is https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Speaker)

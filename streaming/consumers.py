@@ -295,9 +295,14 @@ async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None
     # A refused question (empty, too long) must not use up one of the three.
     services.check_question(text=text, anonymous=anonymous)
     await rate_limit(participant, "ask", ASK_LIMIT)
-    question = await _call(services.ask_question)(
-        participant=participant, text=text, anonymous=anonymous
-    )
+    try:
+        question = await _call(services.ask_question)(
+            participant=participant, text=text, anonymous=anonymous
+        )
+    except DatabaseError:
+        # Not stored: it must not use up one of the three either.
+        await ratelimit.take_back(f"ask:{participant.key}")
+        raise
     await consumer._ack(ref, id=question["id"])
 
 

@@ -102,6 +102,21 @@ async def allow(key: str, *, limit: int, window: float) -> bool:
     return _local_wait(key, limit, window, record=True) == 0
 
 
+async def take_back(key: str) -> None:
+    """Undo the latest hit of ``key``: for an action that was allowed but
+    then failed on the server's side, so that it uses up nothing."""
+    if settings.REDIS_URL:
+        try:
+            await redis_client().zpopmax(f"tx:rate:{key}")
+        except RedisError as exc:
+            _warn_unreachable(exc)
+    with _local_lock:
+        # Recorded here if Redis was away (or there is no Redis).
+        hits = _local.get(key)
+        if hits:
+            hits.pop()
+
+
 _warned_at = float("-inf")
 
 
