@@ -83,7 +83,7 @@ def _refused(request, registrant, session, standing, reason: str, *, status: int
 
 
 @require_GET
-@limits_guessing
+@limits_guessing(pause_hits=True)
 def verify(request: HttpRequest, serial: str) -> HttpResponse:
     canonical = serials.normalise(serial)
     certificate = (
@@ -91,12 +91,19 @@ def verify(request: HttpRequest, serial: str) -> HttpResponse:
     )
     wants_json = request.GET.get("format") == "json"
     if certificate is None:
+        response: HttpResponse
         if wants_json:
-            return JsonResponse(
+            response = JsonResponse(
                 {"error": "not_found", "message": _("No certificate has this serial number.")},
                 status=404,
             )
-        return render(request, "attendance/verify_unknown.html", {"serial": serial}, status=404)
+        else:
+            response = render(
+                request, "attendance/verify_unknown.html", {"serial": serial}, status=404
+            )
+        # A wrong check character is a typing slip, never a guess.
+        response.counts_as_miss = canonical is not None  # type: ignore[attr-defined]
+        return response
     if serial != certificate.serial:
         # Typed in lower case or with look-alike characters: show the real one.
         target = certificate.get_absolute_url() + ("?format=json" if wants_json else "")

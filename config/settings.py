@@ -127,6 +127,9 @@ if REDIS_URL:
                         # blocking receive: both break busy or idle rooms.
                         "max_connections": 10_000,
                         "socket_timeout": None,
+                        # But a Redis that cannot be reached must fail a
+                        # publish quickly, not after the kernel gives up.
+                        "socket_connect_timeout": 5,
                     }
                 ],
                 "capacity": 1_000,
@@ -235,8 +238,11 @@ MIDDLEWARE.insert(
     "csp.middleware.CSPMiddleware",
 )
 # Each session names its own stream host (streaming/, SPEC.md §6) and may
-# change it mid-session, so the room allows any HTTPS host for the stream.
-_STREAM_HOSTS = "https:"
+# change it mid-session, so the room allows any HTTPS host for the stream. A
+# site on plain HTTP (the embedded shape, a local test stream) allows HTTP
+# streams too; a site on HTTPS refuses them in the session form, since
+# browsers block them there anyway.
+_STREAM_HOSTS = ["https:"] if SITE_URL.startswith("https://") else ["https:", "http:"]
 _hls_origin = url_origin("HLS_PLAYER_URL", HLS_PLAYER_URL) if HLS_PLAYER_URL else None
 # The room's websocket (ws: for http, wss: for https): CSP3 browsers count it
 # as 'self', older ones (Safari before 15.4) need it named.
@@ -252,12 +258,12 @@ CONTENT_SECURITY_POLICY = {
         "img-src": ["'self'", "data:"],
         # blob: is the MediaSource hls.js plays through; the stream itself
         # (video file, HLS playlist and segments) comes from its host.
-        "media-src": ["'self'", "blob:", _STREAM_HOSTS],
-        "connect-src": ["'self'", *_socket_origins, _STREAM_HOSTS],
+        "media-src": ["'self'", "blob:", *_STREAM_HOSTS],
+        "connect-src": ["'self'", *_socket_origins, *_STREAM_HOSTS],
         # hls.js demuxes in a worker it builds from a blob.
         "worker-src": ["'self'", "blob:"],
-        # Embedded players ("embed" streams), on HTTPS only.
-        "frame-src": ["https:"],
+        # Embedded players ("embed" streams).
+        "frame-src": _STREAM_HOSTS,
         "object-src": ["'none'"],
         "base-uri": ["'none'"],
         "form-action": ["'self'"],

@@ -15,9 +15,14 @@ serial found every five months or so.
 
 - Hits never count: a registrant reloading their page, or a verifier
   re-checking a certificate, is never paused however often they come.
-- While paused, every lookup from that address is refused, hits too:
+- While paused, an address gets 429 for every serial, found or not:
   answering a hit while refusing misses would tell the guesser which of
-  their guesses was right, and the pause would protect nothing.
+  their guesses was right, and the pause would protect nothing. Personal
+  links are different: 192 bits are not found by guessing, so a real link
+  keeps working from a paused address (an office or a mobile network shares
+  one address with whoever made the misses), and only misses get 429.
+- A serial whose check character is wrong is not counted: whoever knows
+  the algorithm never sends one, so it is always a person's typing slip.
 - Twenty misses in ten minutes is more than a person makes by hand: a
   typed serial with a wrong character is caught by its check character
   (one miss, then the corrected one); a personal link is clicked from an
@@ -43,11 +48,12 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from functools import wraps
+from functools import partial, wraps
+from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 # The sliding window shared with the live room's limits (a plain utility:
 # nothing of the live room comes with it).
@@ -101,10 +107,14 @@ def _limited(check: Callable[..., int], network: str) -> int:
 def too_many(request: HttpRequest, seconds: int) -> HttpResponse:
     """429, as a page or, for ``?format=json``, as JSON."""
     minutes = max(1, -(-seconds // 60))
-    message = _(
+    message = ngettext(
         "Too many links or serial numbers that do not exist were opened from your network. "
         "To keep personal links and certificates safe, lookups from it are paused: "
-        "try again in %(minutes)d minutes."
+        "try again in %(minutes)d minute.",
+        "Too many links or serial numbers that do not exist were opened from your network. "
+        "To keep personal links and certificates safe, lookups from it are paused: "
+        "try again in %(minutes)d minutes.",
+        minutes,
     ) % {"minutes": minutes}
     response: HttpResponse
     if request.GET.get("format") == "json":
@@ -123,15 +133,21 @@ def too_many(request: HttpRequest, seconds: int) -> HttpResponse:
     return response
 
 
-def limits_guessing(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def limits_guessing(
+    view: Callable[..., HttpResponse] | None = None, *, pause_hits: bool = False
+) -> Any:
     """For views that look up a personal link or a serial: a 404 from the
-    view (raised or returned) is a miss for the client's network, and a
-    network over its allowance gets :func:`too_many` instead of the view."""
+    view (raised or returned) is a miss for the client's network (unless the
+    response says ``counts_as_miss = False``), and a network over its
+    allowance gets :func:`too_many` for its misses, and with ``pause_hits``
+    for every lookup."""
+    if view is None:
+        return partial(limits_guessing, pause_hits=pause_hits)
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         network = client_network(request)
-        if waiting := _limited(ratelimit.retry_after, network):
+        if pause_hits and (waiting := _limited(ratelimit.retry_after, network)):
             return too_many(request, waiting)
         try:
             response = view(request, *args, **kwargs)
@@ -139,7 +155,11 @@ def limits_guessing(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
             if waiting := _limited(ratelimit.record, network):
                 return too_many(request, waiting)
             raise
-        if response.status_code == 404 and (waiting := _limited(ratelimit.record, network)):
+        if (
+            response.status_code == 404
+            and getattr(response, "counts_as_miss", True)
+            and (waiting := _limited(ratelimit.record, network))
+        ):
             return too_many(request, waiting)
         return response
 

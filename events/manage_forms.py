@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.forms.utils import from_current_timezone
@@ -223,6 +224,13 @@ class SessionForm(forms.ModelForm):
         kind = cleaned.get("stream_kind")
         if kind and kind != Session.StreamKind.NONE and not cleaned.get("stream_url"):
             self.add_error("stream_url", _("Enter the stream address for this kind of stream."))
+        stream_url = cleaned.get("stream_url") or ""
+        if settings.SITE_URL.startswith("https://") and stream_url.lower().startswith("http://"):
+            # The room's Content-Security-Policy, and browsers, refuse it.
+            self.add_error(
+                "stream_url",
+                _("Use an https:// address: browsers do not play insecure streams on this site."),
+            )
         return cleaned
 
     def _post_clean(self) -> None:

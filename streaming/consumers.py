@@ -20,7 +20,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import trans_real
@@ -28,7 +28,7 @@ from django.utils.translation import trans_real
 from attendance.tracker import tracker
 from events.errors import ServiceError
 from events.views import registrant_for
-from streaming import ratelimit, services, transport
+from streaming import ratelimit, services, shutdown, transport
 from streaming.hub import encode, frame_for, hub
 from streaming.presence import presence
 from streaming.services import Participant
@@ -45,6 +45,10 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 4503
 #: This server process is stopping; the client reconnects (to another one).
 CLOSE_RESTARTING = 4012
+
+#: Errors that mean the database is out of reach (down, restarting, cut off,
+#: the pool exhausted), not that the request or the code is wrong.
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 
 ASK_LIMIT = (3, 30.0)  # questions per seconds, per participant
 VOTE_LIMIT = (20, 10.0)
@@ -102,6 +106,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     writer: transport.Writer | None = None
 
     async def connect(self) -> None:
+        if shutdown.stopping:
+            # Arrived while this process stops: off to another one.
+            await self.accept()
+            await self.close(code=CLOSE_RESTARTING)
+            return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
         self.language = _language(self.scope)
         self.voted: set[int] = set()
@@ -109,7 +118,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.held: list[dict[str, Any]] = []
         try:
             self.participant = await database_sync_to_async(_resolve)(self.scope, session_id)
-        except DatabaseError:
+        except DATABASE_UNREACHABLE:
             logger.warning("room %s: database unreachable; viewer asked to retry", session_id)
             await self.accept()
             await self.close(code=CLOSE_UNAVAILABLE)
@@ -228,8 +237,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await handler(self, message, ref)
         except ServiceError as exc:
             await self._error(exc.code, exc.message, ref)
-        except DatabaseError as exc:
-            # Nothing was written: the transaction rolled back with the error.
+        except DATABASE_UNREACHABLE as exc:
+            # Almost always nothing was written: the transaction rolled back
+            # (a connection lost during COMMIT itself cannot tell).
             logger.warning("live protocol %r: database unavailable: %s", message_type, exc)
             await self._error(
                 "unavailable", _("The service is briefly unavailable; please try again."), ref
@@ -299,7 +309,7 @@ async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None
         question = await _call(services.ask_question)(
             participant=participant, text=text, anonymous=anonymous
         )
-    except DatabaseError:
+    except DATABASE_UNREACHABLE:
         # Not stored: it must not use up one of the three either.
         await ratelimit.take_back(f"ask:{participant.key}")
         raise

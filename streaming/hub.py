@@ -224,9 +224,14 @@ class RoomHub:
                         loop.time() - failing_since,
                     )
                     failing_since = None
-                    # The count too: each process rewrites its own viewers.
-                    await presence().refresh()
                     room.tasks.append(asyncio.ensure_future(self._catch_up(room, missed_since)))
+                    # The count too: each process rewrites its own viewers.
+                    try:
+                        await presence().refresh()
+                    except Exception as exc:
+                        logger.warning(
+                            "room %s: could not rewrite the count yet (%s)", room.session_id, exc
+                        )
                 message = await self.layer.receive(room.channel)
             except asyncio.CancelledError:
                 raise

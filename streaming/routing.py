@@ -3,10 +3,9 @@
 import logging
 from typing import Any
 
-from django.db import DatabaseError
 from django.urls import re_path
 
-from streaming.consumers import CLOSE_UNAVAILABLE, LiveConsumer
+from streaming.consumers import CLOSE_UNAVAILABLE, DATABASE_UNREACHABLE, LiveConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class DatabaseGuard:
 
         try:
             await self.app(scope, tracked_receive, send)
-        except DatabaseError as exc:
+        except DATABASE_UNREACHABLE as exc:
             if started:
                 raise  # the consumer had the connection; Daphne closes it
             logger.warning(

@@ -386,8 +386,8 @@ def _question_message(question: Question) -> dict[str, Any]:
     }
 
 
-#: At most this many questions are replayed to a room after an outage;
-#: a viewer who missed more reconnects for the full state.
+#: At most this many questions (the latest changed) are replayed to a room
+#: after an outage; older changes reach a viewer with their next hello.
 CATCH_UP_LIMIT = 200
 
 

@@ -24,12 +24,17 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 LEAVE_TIMEOUT = 3.0
 STOP_TIMEOUT = 15.0
+
+#: Set once a graceful stop begins: a connection that arrives after it is
+#: sent on its way at once (streaming.consumers).
+stopping = False
 
 
 def install() -> None:
@@ -43,6 +48,8 @@ def install() -> None:
 
 
 def _take_sigterm(reactor: Any) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (runserver's autoreloader)
     loop = asyncio.get_event_loop()
     stopping: list[asyncio.Task] = []
 
@@ -64,6 +71,8 @@ def _stop(reactor: Any) -> None:
 
 
 async def _stop_gracefully(reactor: Any) -> None:
+    global stopping
+    stopping = True
     _stop_listening(reactor)
     try:
         await asyncio.wait_for(drain(), STOP_TIMEOUT)
@@ -101,12 +110,18 @@ async def drain() -> None:
         *(member.close(code=CLOSE_RESTARTING) for member in members),  # type: ignore[attr-defined]
         return_exceptions=True,
     )
+    closed = set(members)
     # Each viewer leaves the room (and the count) once its browser answers
     # the close; one that does not is let go below anyway.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LEAVE_TIMEOUT
     while any(room.members for room in rooms.values()) and loop.time() < deadline:
         await asyncio.sleep(0.05)
+        # Any that finished connecting meanwhile.
+        late = [m for room in rooms.values() for m in room.members if m not in closed]
+        closed.update(late)
+        for member in late:
+            await member.close(code=CLOSE_RESTARTING)  # type: ignore[attr-defined]
     attendance = tracker()
     still_open = len(attendance.open)
     await attendance.close()

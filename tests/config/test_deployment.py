@@ -177,16 +177,18 @@ def directives(header: str) -> dict[str, set[str]]:
 
 def policy(socket: str) -> dict[str, set[str]]:
     """What every page may load (config/settings.py explains each line);
-    ``socket`` is the room's websocket origin, named for older browsers."""
+    ``socket`` is the room's websocket origin, named for older browsers. A
+    site on plain HTTP also plays streams over HTTP."""
+    streams = {"https:"} if socket.startswith("wss:") else {"https:", "http:"}
     return {
         "default-src": {"'self'"},
         "script-src": {"'self'"},
         "style-src": {"'self'"},
         "img-src": {"'self'", "data:"},
-        "media-src": {"'self'", "blob:", "https:"},
-        "connect-src": {"'self'", socket, "https:"},
+        "media-src": {"'self'", "blob:", *streams},
+        "connect-src": {"'self'", socket, *streams},
         "worker-src": {"'self'", "blob:"},
-        "frame-src": {"https:"},
+        "frame-src": streams,
         "object-src": {"'none'"},
         "base-uri": {"'none'"},
         "form-action": {"'self'"},

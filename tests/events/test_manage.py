@@ -327,6 +327,23 @@ def test_create_session_speaker_of_other_event_rejected(client):
     assert not Session.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("site", "accepted"), [("https://webinars.example.org", False), ("http://localhost:8000", True)]
+)
+def test_an_insecure_stream_is_refused_on_a_secure_site(client, settings, site, accepted):
+    settings.SITE_URL = site
+    event = make_event()
+    client.force_login(make_organiser(event))
+    response = client.post(
+        reverse("manage:session_create", args=[event.pk]),
+        _session_data(stream_kind="hls", stream_url="http://live.example.org/forum.m3u8"),
+    )
+    assert Session.objects.exists() == accepted
+    if not accepted:
+        assert response.status_code == 400
+        assert "Use an https:// address" in response.content.decode()
+
+
 def test_create_session_invalid_input_returns_400_with_field_errors(client):
     event = make_event()
     client.force_login(make_organiser(event))

@@ -354,7 +354,9 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
         before = await ask(tab, "before the outage")
 
         postgres_relay.cut()
+        cut = time.monotonic()
         status, page, headers = await asyncio.to_thread(browser.request, f"/events/{slug}/")
+        figures["page"] = time.monotonic() - cut
         assert status == 503, page
         assert "briefly unavailable" in page
         assert headers["Retry-After"]
@@ -368,8 +370,10 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
 
         # Three tries: none stored, and none uses up the 3 questions per 30 s.
         for ref in ("down1", "down2", "down3"):
+            sent = time.monotonic()
             await tab.send(type="question.ask", text="during the outage", ref=ref)
             frame = await tab.expect(of_type("error", ref=ref), timeout=20)
+            figures["frame"] = max(figures.get("frame", 0), time.monotonic() - sent)
             assert frame["code"] == "unavailable", frame
         await tab.send(type="ping", ref="alive")  # the connection stays open
         await tab.expect(of_type("pong", ref="alive"))
@@ -378,6 +382,7 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
         assert await closed_with(arriving, timeout=20) == 4503
 
         postgres_relay.restore()
+        restored = time.monotonic()
         # Votes (idempotent, generously limited) probe until the room works.
         deadline = time.monotonic() + 30
         while True:
@@ -388,11 +393,18 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
             assert frame["code"] == "unavailable", frame
             assert time.monotonic() < deadline, "the room did not recover"
             await asyncio.sleep(1)
+        figures["recovered"] = time.monotonic() - restored
         await ask(tab, "after the outage")
         await ask(tab, "and another")
         await tab.close()
 
+    figures: dict[str, float] = {}
     asyncio.run(scenario())
+    print(
+        "\ndatabase cut off (pool timeout 3 s): 503 page after {page:.1f} s, slowest "
+        "unavailable frame {frame:.1f} s; room working {recovered:.1f} s after the "
+        "restore".format(**figures)
+    )
     assert browser.register(slug, session.pk, "after@example.org")[0] == 200
     # Nothing half-written: the refused registration left no trace.
     assert not Registrant.objects.filter(email="during@example.org").exists()

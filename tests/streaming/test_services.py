@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from events.errors import ServiceError
 from events.models import EventRole, Registration, Session
@@ -429,3 +430,41 @@ def test_set_session_status_wrong_value_is_invalid(session, status):
         services.set_session_status(session_id=session.pk, status=status, user_id=organiser.pk)
     assert caught.value.code == "invalid"
     assert Session.objects.get(pk=session.pk).status == "live"
+
+
+# changes_since (what a process replays after losing the channel layer) ---------------------
+
+
+def test_changes_since_are_the_questions_changed_then_oldest_first(session):
+    asker, voter = moderator(session), attendee(session)
+    untouched = ask(asker, "asked before the outage")
+    voted = ask(asker, "voted on during the outage")
+    since = timezone.now()
+
+    services.vote_question(participant=voter, question_id=voted["id"], up=True)
+    fresh = ask(asker, "asked during the outage")
+
+    messages = [m for m in services.changes_since(session.pk, since) if m["event"] == "question"]
+
+    assert [m["question"]["id"] for m in messages] == [voted["id"], fresh["id"]]
+    assert messages[0]["question"]["votes"] == 1
+    assert untouched["id"] not in {m["question"]["id"] for m in messages}
+    # Each is a room message as the hub receives it: every reader's view follows.
+    assert all("author" in m and "anonymous" in m for m in messages)
+
+
+def test_changes_since_carry_a_status_change_and_stop_at_the_limit(monkeypatch):
+    session = make_session(qa_moderated=False)
+    organiser = make_organiser(session.event)
+    asker = moderator(session)
+    since = timezone.now()
+    services.set_session_status(session_id=session.pk, status="live", user_id=organiser.pk)
+    for n in range(4):
+        ask(asker, f"question {n}")
+    monkeypatch.setattr(services, "CATCH_UP_LIMIT", 3)
+
+    messages = services.changes_since(session.pk, since)
+
+    texts = [m["question"]["text"] for m in messages if m["event"] == "question"]
+    assert texts == ["question 1", "question 2", "question 3"]  # the latest three
+    assert messages[-1] == {"event": "status", "status": "live"}
