@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from attendance import charts, services
+from attendance import charts, serials, services
 from attendance.forms import MAX_REASON_LENGTH, RevokeForm, ThresholdForm
 from attendance.models import Certificate
 from events import services as event_services
@@ -253,8 +253,12 @@ def revoke(request: HttpRequest, session_id: int, serial: str) -> HttpResponse:
     if session is None:
         return _forbidden(request)
     # Only this session's certificates: organisers of one event cannot
-    # revoke another's by guessing a serial.
-    if not Certificate.objects.filter(session=session, serial=serial).exists():
+    # revoke another's by guessing a serial. Links carry the canonical serial;
+    # anything else (a NUL, which PostgreSQL refuses) is no certificate.
+    if (
+        serials.normalise(serial) != serial
+        or not Certificate.objects.filter(session=session, serial=serial).exists()
+    ):
         messages.error(request, _("There is no such certificate for this session."))
         return _back(request, session)
     form = RevokeForm(request.POST)

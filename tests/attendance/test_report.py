@@ -483,6 +483,14 @@ def test_revoke_another_sessions_certificate_refused(client, ended):
     assert not foreign.revoked
 
 
+@pytest.mark.parametrize("serial", ["%00", "TX-2020-7K4M-9QP\x00", "not-a-serial"])
+def test_revoke_a_serial_that_cannot_exist_is_no_certificate(client, ended, serial):
+    client.force_login(ended.organiser)
+    url = f"/manage/sessions/{ended.session.pk}/attendance/certificates/{serial}/revoke/"
+    response = client.post(url, {"reason": "Typed by hand"}, follow=True)
+    assert messages_of(response) == ["There is no such certificate for this session."]
+
+
 # CSV --------------------------------------------------------------------------------
 
 
