@@ -224,10 +224,14 @@ def test_the_pause_is_a_clear_page_in_the_visitors_language():
     assert '<html lang="zh-hans">' in page
     with translation.override("zh-hans"):
         heading = translation.gettext("Please wait a few minutes")
-        explanation = translation.gettext(
+        explanation = translation.ngettext(
             "Too many links or serial numbers that do not exist were opened from your network. "
             "To keep personal links and certificates safe, lookups from it are paused: "
-            "try again in %(minutes)d minutes."
+            "try again in %(minutes)d minute.",
+            "Too many links or serial numbers that do not exist were opened from your network. "
+            "To keep personal links and certificates safe, lookups from it are paused: "
+            "try again in %(minutes)d minutes.",
+            10,
         ) % {"minutes": 10}
     assert f'<h1 id="too-many-h">{heading}</h1>' in page
     assert explanation in page
