@@ -43,10 +43,18 @@ def method_for(registration: Registration) -> str | None:
     return "CANCEL"
 
 
+def parameter_text(value: str) -> str:
+    """``value`` as a parameter (a CN) can carry it. Parameter values have no
+    escape for a backslash, yet calendar readers (icalendar among them) take
+    one as escaping what follows: a name ending in one would swallow the next
+    parameter. It becomes the full-width reverse solidus, which looks alike."""
+    return value.replace("\\", "\uff3c")
+
+
 def _organizer(event: Event) -> vCalAddress:
     email = event.organiser_email or parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
     organizer = vCalAddress(f"mailto:{email}")
-    organizer.params["CN"] = event.organiser_name or event.title
+    organizer.params["CN"] = parameter_text(event.organiser_name or event.title)
     return organizer
 
 
@@ -133,7 +141,7 @@ def registration_invite(registration: Registration) -> bytes:
         url=registrant.join_url(session.pk),
     )
     attendee = vCalAddress(f"mailto:{registrant.email}")
-    attendee.params["CN"] = registrant.name
+    attendee.params["CN"] = parameter_text(registrant.name)
     attendee.params["ROLE"] = "REQ-PARTICIPANT"
     attendee.params["PARTSTAT"] = "DECLINED" if method == "CANCEL" else "ACCEPTED"
     attendee.params["RSVP"] = "FALSE"

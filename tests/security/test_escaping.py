@@ -12,7 +12,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar
 
@@ -93,6 +93,8 @@ def test_csv_cells_are_text_whatever_was_typed(organiser_client, name, organisat
 
 @EXAMPLES
 @given(title=TYPED, description=TYPED, location=TYPED, name=NAMES)
+# A name ending in a backslash once swallowed the parameter after it.
+@example(title="=", description="=", location="=", name="Wang\\")
 def test_calendar_text_stays_text_whatever_was_typed(title, description, location, name):
     session = make_session(title=title, description=description, location=location)
     registration = make_registration(session, name=name)
@@ -107,7 +109,8 @@ def test_calendar_text_stays_text_whatever_was_typed(title, description, locatio
     assert str(event["SUMMARY"]) == title.replace("\r\n", "\n")
     assert str(event["LOCATION"]) == location.replace("\r\n", "\n")
     assert str(event["DESCRIPTION"]).startswith(description.replace("\r\n", "\n"))
-    assert event["ATTENDEE"].params["CN"] == name
+    # A backslash has no escape in a parameter: it is shown as its look-alike.
+    assert event["ATTENDEE"].params["CN"] == name.replace("\\", "\uff3c")
     # Every line of the file is a property the server wrote, or the
     # continuation of one: typed text never starts a line of its own.
     for line in response.content.decode().split("\r\n"):
