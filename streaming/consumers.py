@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -237,6 +238,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await handler(self, message, ref)
         except ServiceError as exc:
             await self._error(exc.code, exc.message, ref)
+        except Disconnected:
+            pass  # the viewer left while this was being done: nobody to answer
         except DATABASE_UNREACHABLE as exc:
             # Almost always nothing was written: the transaction rolled back
             # (a connection lost during COMMIT itself cannot tell).
