@@ -32,7 +32,7 @@ serial found every five months or so.
 - The count lives in Redis, so every server process shares it (in this
   process without Redis). If Redis cannot be reached, lookups go on and
   the failure is logged; each process then counts on its own until Redis
-  answers again (tried every :data:`OUTAGE_PAUSE` seconds), so a broken
+  answers again (tried every ``ratelimit.OUTAGE_PAUSE`` seconds), so a broken
   limiter never locks registrants out and never opens the door wide.
 
 The address is ``REMOTE_ADDR``: Daphne sets it from the proxy's
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 from collections.abc import Callable
 from functools import partial, wraps
 from typing import Any
@@ -63,11 +62,6 @@ logger = logging.getLogger(__name__)
 
 MISSES_ALLOWED = 20
 MISS_WINDOW = 600.0
-#: After Redis failed, lookups skip the limit this many seconds before
-#: trying Redis again, so an outage costs at most one timeout per period.
-OUTAGE_PAUSE = 5.0
-
-_outage_until = 0.0
 
 
 def client_network(request: HttpRequest) -> str:
@@ -87,21 +81,8 @@ def client_network(request: HttpRequest) -> str:
 
 
 def _limited(check: Callable[..., int], network: str) -> int:
-    """Seconds the network must wait, from ``check``: in Redis, or in this
-    process while Redis cannot be reached."""
-    global _outage_until
-    key = f"miss:{network}"
-    if time.monotonic() >= _outage_until:
-        try:
-            return check(key, limit=MISSES_ALLOWED, window=MISS_WINDOW)
-        except Exception as exc:
-            _outage_until = time.monotonic() + OUTAGE_PAUSE
-            logger.warning(
-                "the guessing limit is unavailable (%r); counting in this process for %s s",
-                exc,
-                OUTAGE_PAUSE,
-            )
-    return check(key, limit=MISSES_ALLOWED, window=MISS_WINDOW, shared=False)
+    """Seconds the network must wait: ``ratelimit.take`` or ``ratelimit.waiting``."""
+    return check(f"miss:{network}", limit=MISSES_ALLOWED, window=MISS_WINDOW)
 
 
 def too_many(request: HttpRequest, seconds: int) -> HttpResponse:
@@ -147,18 +128,18 @@ def limits_guessing(
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         network = client_network(request)
-        if pause_hits and (waiting := _limited(ratelimit.retry_after, network)):
+        if pause_hits and (waiting := _limited(ratelimit.waiting, network)):
             return too_many(request, waiting)
         try:
             response = view(request, *args, **kwargs)
         except Http404:
-            if waiting := _limited(ratelimit.record, network):
+            if waiting := _limited(ratelimit.take, network):
                 return too_many(request, waiting)
             raise
         if (
             response.status_code == 404
             and getattr(response, "counts_as_miss", True)
-            and (waiting := _limited(ratelimit.record, network))
+            and (waiting := _limited(ratelimit.take, network))
         ):
             return too_many(request, waiting)
         return response

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -158,3 +159,42 @@ def record(key: str, *, limit: int, window: float, shared: bool = True) -> int:
     seconds until it may have another. Raises what Redis raises; with
     ``shared=False``, uses this process's window only."""
     return _wait(key, limit, window, record=True, shared=shared)
+
+
+#: After Redis failed, the synchronous limits below count in this process
+#: for this many seconds before trying Redis again, so an outage costs at
+#: most one timeout per period.
+OUTAGE_PAUSE = 5.0
+
+_outage_until = 0.0
+
+
+def _surviving(check: Callable[..., int], key: str, *, limit: int, window: float) -> int:
+    """``check`` in Redis, or in this process while Redis cannot be reached:
+    a broken limiter neither locks everyone out nor lets everyone through."""
+    global _outage_until
+    if time.monotonic() >= _outage_until:
+        try:
+            return check(key, limit=limit, window=window)
+        except Exception as exc:
+            _outage_until = time.monotonic() + OUTAGE_PAUSE
+            logger.warning(
+                "the %s limit is unavailable (%r); counting in this process for %s s",
+                key.split(":", 1)[0],
+                exc,
+                OUTAGE_PAUSE,
+            )
+    return check(key, limit=limit, window=window, shared=False)
+
+
+def take(key: str, *, limit: int, window: float) -> int:
+    """Synchronous, for page views: :func:`record`, shared across processes
+    when Redis answers and per process while it does not. 0 when the hit was
+    allowed and recorded, else the whole seconds to wait."""
+    return _surviving(record, key, limit=limit, window=window)
+
+
+def waiting(key: str, *, limit: int, window: float) -> int:
+    """Synchronous, for page views: :func:`retry_after`, surviving an outage
+    as :func:`take` does. Records nothing."""
+    return _surviving(retry_after, key, limit=limit, window=window)

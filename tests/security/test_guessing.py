@@ -23,6 +23,7 @@ from django.utils import timezone, translation
 from attendance import serials, services
 from events import guessing
 from events.models import Session, new_token
+from streaming import ratelimit
 from tests.config.test_nginx import Proxy, _unverified, nginx_binary  # noqa: F401
 from tests.factories import make_registration, make_session
 from tests.servers import DaphneServer, free_port
@@ -37,7 +38,7 @@ URLSAFE = set(string.ascii_letters + string.digits + "-_")
 @pytest.fixture(autouse=True)
 def _redis_not_known_to_be_down(monkeypatch):
     """A test that took Redis away must not leave the limit switched off."""
-    monkeypatch.setattr(guessing, "_outage_until", 0.0)
+    monkeypatch.setattr(ratelimit, "_outage_until", 0.0)
 
 
 def ended_with_certificate():
@@ -273,7 +274,7 @@ def test_lookups_go_on_when_redis_is_unreachable(client, settings, caplog):
     registration = make_registration(make_session())
     own_page = registration.registrant.get_absolute_url()
 
-    with caplog.at_level(logging.WARNING, logger="events.guessing"):
+    with caplog.at_level(logging.WARNING, logger="streaming.ratelimit"):
         assert client.get(own_page, REMOTE_ADDR=GUESSER).status_code == 200
         # Meanwhile each process counts on its own.
         for _ in range(guessing.MISSES_ALLOWED):
@@ -281,7 +282,7 @@ def test_lookups_go_on_when_redis_is_unreachable(client, settings, caplog):
         assert client.get(f"/r/{new_token()}/", REMOTE_ADDR=GUESSER).status_code == 429
         assert client.get(own_page, REMOTE_ADDR=NEIGHBOUR).status_code == 200
 
-    assert "the guessing limit is unavailable" in caplog.text
+    assert "the miss limit is unavailable" in caplog.text
     # Tried once, then left alone for a few seconds: not once per request.
     assert caplog.text.count("the guessing limit is unavailable") < 5
 
