@@ -128,6 +128,9 @@ def daphne_env(*, database_url: str, redis_url: str, secret_key: str) -> dict[st
         SECRET_KEY=secret_key,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         EMAIL_URL="dummy:",
+        # The load client is one address registering thousands of people.
+        REGISTRATION_RATE="0",
+        EMAIL_RATE="0",
         PYTHONUNBUFFERED="1",
     )
     if redis_url:

@@ -50,6 +50,37 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+_RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(name: str, raw: str) -> tuple[int, float] | None:
+    """A rate such as ``30/10m`` (30 per 10 minutes; units s, m, h, d, and
+    a bare unit means one of it: ``5/h``) as ``(count, seconds)``; ``0``
+    turns the limit off (None)."""
+    value = raw.strip().lower()
+    if value in ("0", "off"):
+        return None
+    count_text, _slash, window_text = value.partition("/")
+    unit = window_text[-1:] if window_text[-1:] in _RATE_UNITS else ""
+    amount = window_text[: len(window_text) - len(unit)] or ("1" if unit else "")
+    try:
+        count, length = int(count_text), float(amount)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be a count per period such as 30/10m, or 0 for no limit; not {raw!r}"
+        ) from None
+    if count < 1 or not 0 < length <= 1e7 or not unit:
+        raise ImproperlyConfigured(
+            f"{name} must be a count per period such as 30/10m (units s, m, h, d), "
+            f"or 0 for no limit; not {raw!r}"
+        )
+    return count, length * _RATE_UNITS[unit]
+
+
+def env_rate(name: str, default: str) -> tuple[int, float] | None:
+    return parse_rate(name, os.environ.get(name, default))
+
+
 def url_origin(name: str, url: str) -> str | None:
     """The origin of ``url``, as a Content-Security-Policy names it:
     ``scheme://host[:port]`` for an http(s) URL, ``None`` for a path on

@@ -13,7 +13,15 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.env import env_bool, env_float, env_list, env_str, parse_email_url, url_origin
+from config.env import (
+    env_bool,
+    env_float,
+    env_list,
+    env_rate,
+    env_str,
+    parse_email_url,
+    url_origin,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -139,6 +147,17 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Registration -------------------------------------------------------------
+
+#: Registrations, lost-link requests and cancellations per client address
+#: (SPEC.md §3): a limit no person meets, which a script filling the seats or
+#: inventing identities meets at once. ``0`` turns it off (benchmarks, a
+#: trusted kiosk).
+REGISTRATION_RATE = env_rate("REGISTRATION_RATE", "30/10m")
+#: E-mails the public forms may cause to one address (registration updates,
+#: lost links): enough for a person, too few to flood an inbox.
+EMAIL_RATE = env_rate("EMAIL_RATE", "5/h")
 
 # Attendance ----------------------------------------------------------------
 

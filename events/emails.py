@@ -21,7 +21,11 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from events import invites
-from events.models import Registrant, Registration
+from events.models import Registrant, Registration, Session
+
+# The shared sliding window (a plain utility: nothing of the live room comes
+# with it).
+from streaming import ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,26 @@ def _message(registrant: Registrant, registrations: list[Registration]) -> Email
     return message
 
 
+def within_cap(address: str) -> bool:
+    """Whether the public forms may cause one more e-mail to ``address``
+    now (``EMAIL_RATE``, across processes); records it if so. Forms anyone
+    can submit must not become a way to flood somebody's inbox: past the
+    cap the e-mail is dropped and logged, and the page answers as usual
+    (everything in it is on the personal page too)."""
+    rate = settings.EMAIL_RATE
+    if rate is None:
+        return True
+    if ratelimit.take(f"mail:{address.lower()}", limit=rate[0], window=rate[1]) == 0:
+        return True
+    # The address itself is personal data: not in the log.
+    logger.warning("an address reached the e-mail cap; one e-mail was not sent")
+    return False
+
+
+def _capped(messages: Iterable[EmailMultiAlternatives]) -> Iterable[EmailMultiAlternatives]:
+    return (message for message in messages if within_cap(message.to[0]))
+
+
 def _send(messages: Iterable[EmailMultiAlternatives]) -> None:
     """Send over one connection. A refused recipient costs only their own
     message; a server that cannot be reached stops the run with one log
@@ -113,18 +137,72 @@ def _registrations(**filters) -> QuerySet[Registration]:
 
 
 @_logged
-def send_registration_update(registrant_id: int, session_ids: list[int]) -> None:
-    """One e-mail telling a registrant where they now stand for these sessions."""
+def send_registration_update(
+    registrant_id: int, session_ids: list[int], *, capped: bool = False
+) -> None:
+    """One e-mail telling a registrant where they now stand for these
+    sessions; with ``capped`` (a change the registrant made on a public
+    page), only :func:`within_cap`."""
     registrations = list(_registrations(registrant_id=registrant_id, session_id__in=session_ids))
     if registrations:
-        _send([_message(registrations[0].registrant, registrations)])
+        messages = [_message(registrations[0].registrant, registrations)]
+        _send(_capped(messages) if capped else messages)
 
 
 @_logged
 def send_registration_update_for(registrant: Registrant, registrations: list[Registration]) -> None:
     """The same e-mail, from registrations already in hand (with their
-    session, its event, and the registrant loaded)."""
-    _send([_message(registrant, registrations)])
+    session, its event, and the registrant loaded), after a registration on
+    the public page: capped."""
+    _send(_capped([_message(registrant, registrations)]))
+
+
+def _link_message(registrant: Registrant, asked: list[Session]) -> EmailMultiAlternatives:
+    event = registrant.event
+    with translation.override(registrant.language), timezone.override(event.zone):
+        personal_url = registrant.personal_url()
+        context = {
+            "registrant": registrant,
+            "event": event,
+            "personal_url": personal_url,
+            "asked": asked,
+            "add_url": f"{personal_url}?add={','.join(str(s.pk) for s in asked)}",
+        }
+        subject = render_to_string("events/email/link_subject.txt", context).strip()
+        body = render_to_string("events/email/link_body.txt", context)
+    return EmailMultiAlternatives(
+        subject=" ".join(subject.split()),
+        body=body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[registrant.email],
+        reply_to=[event.organiser_email] if event.organiser_email else None,
+        headers={"Content-Language": registrant.language},
+    )
+
+
+@_logged
+def send_link(registrant_id: int, session_ids: list[int], *, capped: bool = True) -> None:
+    """E-mail a registrant their personal link, and the sessions someone
+    asked for with their address that they do not hold yet (added only if
+    they confirm on their personal page). Capped unless an organiser sent
+    it (``capped=False``)."""
+    registrant = Registrant.objects.select_related("event").filter(pk=registrant_id).first()
+    if registrant is None:
+        return
+    held = registrant.registrations.filter(status__in=Registration.ACTIVE_STATUSES).values_list(
+        "session_id", flat=True
+    )
+    asked = list(
+        Session.objects.filter(
+            event_id=registrant.event_id,
+            pk__in=session_ids,
+            status__in=Session.OPEN_STATUSES,
+        )
+        .exclude(pk__in=list(held))
+        .order_by("starts_at", "pk")
+    )
+    messages = [_link_message(registrant, asked)]
+    _send(_capped(messages) if capped else messages)
 
 
 @_logged

@@ -150,3 +150,10 @@ class CancelForm(forms.Form):
         sessions = self.fields["sessions"]
         assert isinstance(sessions, IdMultipleChoiceField)
         sessions.queryset = Session.objects.filter(registrations__registrant=registrant)
+
+
+class LostLinkForm(forms.Form):
+    email = forms.EmailField(label=_("E-mail"), max_length=EMAIL_MAX_LENGTH)
+
+    def clean_email(self) -> str:
+        return clean_email_address(self.cleaned_data["email"])

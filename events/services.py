@@ -57,9 +57,13 @@ class Outcome:
 
 @dataclass
 class RegistrationResult:
-    registrant: Registrant
+    #: Whom the places were given to; None when the address belongs to a
+    #: registrant whose link the caller does not hold (``link_sent``).
+    registrant: Registrant | None
     created: bool
     outcomes: list[Outcome] = field(default_factory=list)
+    #: Nothing changed: the address's registrant was e-mailed their link.
+    link_sent: bool = False
 
 
 # Registration ---------------------------------------------------------------
@@ -73,11 +77,20 @@ def register_attendee(
     organisation: str = "",
     session_ids: Iterable[int],
     language: str = "zh-hans",
+    holder_id: int | None = None,
     now: datetime | None = None,
 ) -> RegistrationResult:
     """Register one person for one or more sessions of ``event``.
 
-    Idempotent per (session, e-mail): a repeat returns the existing
+    ``holder_id`` is the registrant whose personal link the caller holds
+    (the browser opened it, or created the registration), if any. An
+    address that already has a registrant is theirs: unless the caller
+    holds that registrant's link, nothing changes, the result has
+    ``link_sent`` and no registrant, and the registrant is e-mailed their
+    link with the sessions asked for (added only if they confirm). Typing
+    somebody's address never shows their link or changes their places.
+
+    Idempotent per (session, e-mail): a repeat by the holder returns the
     registrant and leaves existing registrations as they are. A new place is
     confirmed while seats remain, then waitlisted (if the event has a
     waiting list) or refused as ``full``; events that need approval keep it
@@ -86,7 +99,8 @@ def register_attendee(
     window or for sessions that ended or were cancelled.
 
     Side effects: one confirmation e-mail, after commit, listing what
-    changed, with an invite for each confirmed session.
+    changed, with an invite for each confirmed session; or the link e-mail.
+    Both are capped per address (``emails.within_cap``).
     """
     now = now or timezone.now()
     ids = sorted(set(session_ids))
@@ -114,6 +128,10 @@ def register_attendee(
         registrant, created = _get_or_create_registrant(
             event=event, email=email, name=name, organisation=organisation, language=language
         )
+        if not created and registrant.pk != holder_id:
+            registrant_id = registrant.pk
+            transaction.on_commit(lambda: emails.send_link(registrant_id, ids))
+            return RegistrationResult(registrant=None, created=False, link_sent=True)
         result = RegistrationResult(registrant=registrant, created=created)
         for session in sessions:
             result.outcomes.append(_place(registrant=registrant, session=session, event=event))
@@ -245,10 +263,28 @@ def cancel_registrations(
             promoted += _fill_free_seats(session)
         if cancelled:
             ids = [r.session_id for r in cancelled]
-            transaction.on_commit(lambda: emails.send_registration_update(registrant.pk, ids))
+            transaction.on_commit(
+                lambda: emails.send_registration_update(registrant.pk, ids, capped=True)
+            )
         if promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
     return cancelled
+
+
+def send_personal_link(*, event: Event, email: str) -> None:
+    """The lost-link form: e-mail the registrant with this address their
+    personal link (capped per address). Does the same visible nothing for
+    an address that is not registered, so the form tells nobody who is."""
+    registrant = Registrant.objects.filter(event=event, email=normalise_email(email)).first()
+    if registrant is not None:
+        emails.send_link(registrant.pk, [])
+
+
+def resend_personal_link(*, registrant: Registrant) -> None:
+    """An organiser resends a registrant's link, to the registrant's own
+    address only. Not capped: organisers are trusted, and a registrant who
+    lost the link may have asked them to."""
+    emails.send_link(registrant.pk, [], capped=False)
 
 
 def approve_registration(*, registration_id: int, event: Event) -> Registration:

@@ -11,11 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from events import invites, services
+from events import invites, limits, services
 from events.errors import ServiceError
-from events.forms import CancelForm, RegistrationForm
+from events.forms import CancelForm, LostLinkForm, RegistrationForm
 from events.guessing import limits_guessing
 from events.models import Event, Registrant, Registration, Session, looks_like_token
 from events.pages import event_page
@@ -58,12 +58,24 @@ def event_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return _render_event(request, _published_event(slug))
 
 
+def _see_other(url: str) -> HttpResponse:
+    response = redirect(url)
+    response.status_code = 303
+    return response
+
+
 @require_POST
 def register(request: HttpRequest, slug: str) -> HttpResponse:
+    """A new address: its personal page. An address already registered for
+    the event: its personal page only for the browser that holds its link;
+    anyone else is told the link has been e-mailed, and nothing changes."""
     event = _published_event(slug)
     form = RegistrationForm(request.POST, event=event)
     if not form.is_valid():
         return _render_event(request, event, form, status=400)
+    if waiting := limits.form_wait(request):
+        form.add_error(None, limits.wait_message(waiting))
+        return limits.limited(_render_event(request, event, form), waiting)
     try:
         result = services.register_attendee(
             event=event,
@@ -72,15 +84,40 @@ def register(request: HttpRequest, slug: str) -> HttpResponse:
             organisation=form.cleaned_data["organisation"],
             session_ids=[s.pk for s in form.cleaned_data["sessions"]],
             language=get_language() or settings.LANGUAGE_CODE,
+            holder_id=registrant_for(request.session, event.pk),
         )
     except ServiceError as exc:
         form.add_error(None, exc.message)
         return _render_event(request, event, form, status=400 if exc.code == "invalid" else 409)
+    if result.registrant is None:
+        return _see_other(reverse("events:link_sent", args=[event.slug]))
+    hold_link(request, result.registrant)
     for outcome in result.outcomes:
         messages.add_message(request, *_outcome_message(outcome))
-    response = redirect(result.registrant.get_absolute_url())
-    response.status_code = 303
-    return response
+    return _see_other(result.registrant.get_absolute_url())
+
+
+@require_http_methods(["GET", "POST"])
+def lost_link(request: HttpRequest, slug: str) -> HttpResponse:
+    """The lost-link form: the same answer whatever the address; the link
+    is e-mailed only to a registered address, never shown."""
+    event = _published_event(slug)
+    form = LostLinkForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        if waiting := limits.form_wait(request):
+            form.add_error(None, limits.wait_message(waiting))
+            page = render(request, "events/lost_link.html", {"event": event, "form": form})
+            return limits.limited(page, waiting)
+        services.send_personal_link(event=event, email=form.cleaned_data["email"])
+        return _see_other(reverse("events:link_sent", args=[event.slug]))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "events/lost_link.html", {"event": event, "form": form}, status=status)
+
+
+@require_GET
+def link_sent(request: HttpRequest, slug: str) -> HttpResponse:
+    event = _published_event(slug)
+    return render(request, "events/link_sent.html", {"event": event})
 
 
 def _outcome_message(outcome: services.Outcome) -> tuple[int, str]:
@@ -131,6 +168,7 @@ def _registration(token: str, session_id: int) -> Registration:
 @limits_guessing
 def personal(request: HttpRequest, token: str) -> HttpResponse:
     registrant = _registrant(token)
+    hold_link(request, registrant)
     registrations = list(
         registrant.registrations.select_related("session").order_by(
             "session__starts_at", "session__pk"
@@ -149,6 +187,11 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
         for s in registrant.event.sessions.filter(status__in=Session.OPEN_STATUSES)
         if s.pk not in registered_ids
     ]
+    # Sessions asked for with this address by a browser that did not hold
+    # the link (the link e-mail's "add them" address): ticked, not added.
+    asked = {int(i) for i in request.GET.get("add", "").split(",") if i.isdigit() and len(i) < 19}
+    for session in others:
+        setattr(session, "asked", session.pk in asked)  # noqa: B010
     return render(
         request,
         "events/personal.html",
@@ -157,6 +200,7 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
             "event": registrant.event,
             "registrations": registrations,
             "other_sessions": others,
+            "asked": any(s.pk in asked for s in others),
             "active_statuses": Registration.ACTIVE_STATUSES,
         },
     )
@@ -166,6 +210,8 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
 @limits_guessing
 def cancel(request: HttpRequest, token: str) -> HttpResponse:
     registrant = _registrant(token)
+    if waiting := limits.form_wait(request):
+        return limits.too_many(request, waiting)
     form = CancelForm(request.POST, registrant=registrant)
     if not form.is_valid():
         messages.error(request, _("Choose sessions you are registered for."))
@@ -230,10 +276,22 @@ def join(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
             % {"title": registration.session.title},
         )
         return redirect(registrant.get_absolute_url())
-    marks = dict(request.session.get(SESSION_KEY, {}))
-    marks[str(registrant.event_id)] = registrant.pk
-    request.session[SESSION_KEY] = marks
+    hold_link(request, registrant)
     return redirect(reverse("streaming:live", args=[session_id]))
+
+
+def hold_link(request: HttpRequest, registrant: Registrant) -> None:
+    """Mark this browser as holding ``registrant``'s personal link: it opened
+    the link, or created the registration. The live room lets it in as the
+    registrant, and registering again from it changes their places."""
+    marks = dict(request.session.get(SESSION_KEY, {}))
+    if marks.get(str(registrant.event_id)) == registrant.pk:
+        return
+    marks[str(registrant.event_id)] = registrant.pk
+    # A new key for new rights: a session id planted in this browser before
+    # (session fixation) must not come to hold the link too.
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = marks
 
 
 def registrant_for(request_session, event_id: int) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_list, env_str, parse_email_url, url_origin
+from config.env import env_bool, env_list, env_str, parse_email_url, parse_rate, url_origin
 
 SMTP = "django.core.mail.backends.smtp.EmailBackend"
 
@@ -183,3 +183,26 @@ def test_url_origin_refuses_what_no_policy_could_allow_narrowly(url):
         match=r"^HLS_PLAYER_URL must be a path on this site or an http\(s\) URL, not ",
     ):
         url_origin("HLS_PLAYER_URL", url)
+
+
+@pytest.mark.parametrize(
+    ("raw", "rate"),
+    [
+        ("30/10m", (30, 600.0)),
+        ("5/h", (5, 3600.0)),
+        (" 100/30s ", (100, 30.0)),
+        ("2/1.5d", (2, 129600.0)),
+        ("0", None),
+        ("off", None),
+    ],
+)
+def test_parse_rate_reads_count_per_period(raw, rate):
+    assert parse_rate("REGISTRATION_RATE", raw) == rate
+
+
+@pytest.mark.parametrize(
+    "raw", ["30", "30/", "30/10", "x/10m", "-1/m", "0/m", "30/0m", "30/10y", ""]
+)
+def test_parse_rate_refuses_what_it_cannot_read(raw):
+    with pytest.raises(ImproperlyConfigured, match="REGISTRATION_RATE must be a count per period"):
+        parse_rate("REGISTRATION_RATE", raw)

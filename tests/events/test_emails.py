@@ -107,13 +107,14 @@ def smtp_inbox(settings):
         controller.stop()
 
 
-def register(session, *, email="li.na@example.org", name="Li Na", language="en"):
+def register(session, *, email="li.na@example.org", name="Li Na", language="en", holder_id=None):
     return services.register_attendee(
         event=session.event,
         name=name,
         email=email,
         session_ids=[session.pk],
         language=language,
+        holder_id=holder_id,
     )
 
 
@@ -196,15 +197,75 @@ def test_register_view_sends_email(client, django_capture_on_commit_callbacks):
 
 
 @pytest.mark.django_db
-def test_register_again_sends_nothing(django_capture_on_commit_callbacks):
+def test_register_again_by_the_holder_sends_nothing(django_capture_on_commit_callbacks):
     session = make_session(starts_at=STARTS)
     with django_capture_on_commit_callbacks(execute=True):
-        register(session)
+        first = register(session)
 
     with django_capture_on_commit_callbacks(execute=True):
-        register(session, email="LI.NA@example.org")
+        register(session, email="LI.NA@example.org", holder_id=first.registrant.pk)
 
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_register_again_without_the_link_mails_the_link_in_the_registrants_language(
+    django_capture_on_commit_callbacks,
+):
+    session = make_session(starts_at=STARTS)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = register(session, language="zh-hans")
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        register(session, email="LI.NA@example.org", name="Mallory", language="en")
+
+    [message] = mail.outbox
+    assert message.to == ["li.na@example.org"]
+    assert message.subject == f"您的个人链接：{session.event.title}"
+    assert first.registrant.personal_url() in message.body
+    assert "Mallory" not in message.body
+    assert message.attachments == []
+
+
+@pytest.mark.django_db
+def test_form_emails_to_one_address_stop_at_the_cap(settings, django_capture_on_commit_callbacks):
+    """Register and cancel in a loop, as a script flooding an inbox would."""
+    settings.EMAIL_RATE = (5, 3600.0)
+    session = make_session(starts_at=STARTS)
+    holder = None
+    for _ in range(10):
+        with django_capture_on_commit_callbacks(execute=True):
+            result = register(session, holder_id=holder)
+        holder = result.registrant.pk
+        with django_capture_on_commit_callbacks(execute=True):
+            services.cancel_registrations(registrant=result.registrant)
+    for _ in range(10):
+        with django_capture_on_commit_callbacks(execute=True):
+            register(session)  # not holding the link: the link e-mail
+
+    assert len(mail.outbox) == 5
+    assert {m.to[0] for m in mail.outbox} == {"li.na@example.org"}
+
+
+@pytest.mark.django_db
+def test_the_cap_is_per_address_and_spares_organiser_mail(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_RATE = (1, 3600.0)
+    session = make_session(starts_at=STARTS)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = register(session)
+        register(session, email="wang.wei@example.org")
+    with django_capture_on_commit_callbacks(execute=True):
+        register(session)  # capped: li.na had hers
+    assert sorted(m.to[0] for m in mail.outbox) == ["li.na@example.org", "wang.wei@example.org"]
+
+    services.resend_personal_link(registrant=first.registrant)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.save_session(session=session, changes={"title": "Moved"})
+
+    assert [m.to[0] for m in mail.outbox[2:]].count("li.na@example.org") == 2
 
 
 @pytest.mark.django_db

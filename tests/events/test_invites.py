@@ -9,7 +9,7 @@ from django.urls import reverse
 from icalendar import Calendar
 
 from events import services
-from events.models import Registration, Session
+from events.models import Registrant, Registration, Session
 from tests.factories import make_event, make_registration, make_session
 
 SITE = "http://localhost:8000"
@@ -38,8 +38,14 @@ def only_event(calendar: Calendar):
 
 
 def register(session: Session, email: str = "li.na@example.org", name: str = "Li Na"):
+    """Register, as the browser holding the address's link if it has one."""
+    holder = Registrant.objects.filter(event=session.event, email=email).first()
     result = services.register_attendee(
-        event=session.event, name=name, email=email, session_ids=[session.pk]
+        event=session.event,
+        name=name,
+        email=email,
+        session_ids=[session.pk],
+        holder_id=holder.pk if holder else None,
     )
     return Registration.objects.select_related("registrant", "session").get(
         registrant=result.registrant, session=session

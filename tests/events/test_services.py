@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 from django.utils import timezone
 
 from events import services
@@ -39,13 +40,19 @@ def test_register_attendee_confirms_when_seats_remain():
     assert len(registration.registrant.token) >= 22  # ≥ 128 bits in URL-safe base64
 
 
-def test_register_attendee_same_email_any_case_returns_same_link():
+def test_register_attendee_same_email_any_case_by_the_holder_returns_same_link():
     session = make_session()
     first = register(session.event, email="Li.Na@Example.org", sessions=[session])
 
-    second = register(session.event, email="  li.na@EXAMPLE.ORG ", sessions=[session])
+    second = register(
+        session.event,
+        email="  li.na@EXAMPLE.ORG ",
+        sessions=[session],
+        holder_id=first.registrant.pk,
+    )
 
     assert second.created is False
+    assert second.link_sent is False
     assert second.registrant.token == first.registrant.token
     assert [o.changed for o in second.outcomes] == [False]
     assert Registrant.objects.count() == 1
@@ -53,12 +60,44 @@ def test_register_attendee_same_email_any_case_returns_same_link():
     assert Registrant.objects.get().email == "li.na@example.org"
 
 
+@pytest.mark.parametrize("holder", ["nobody", "someone else"])
+def test_register_attendee_someone_elses_address_changes_nothing_and_mails_the_link(
+    holder, django_capture_on_commit_callbacks
+):
+    event = make_event()
+    first_session, second_session = make_session(event), make_session(event)
+    victim = register(event, email="Li.Na@Example.org", sessions=[first_session]).registrant
+    other = register(event, email="wang.wei@example.org", sessions=[first_session]).registrant
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = register(
+            event,
+            email=" LI.NA@example.ORG",
+            name="Mallory",
+            sessions=[first_session, second_session],
+            holder_id=other.pk if holder == "someone else" else None,
+        )
+
+    assert (result.registrant, result.link_sent, result.outcomes) == (None, True, [])
+    victim.refresh_from_db()
+    assert victim.name == "李娜"
+    assert list(victim.registrations.values_list("session_id", flat=True)) == [first_session.pk]
+    [message] = mail.outbox
+    assert message.to == ["li.na@example.org"]
+    assert victim.personal_url() in message.body
+    # The asked-for session the victim lacks, offered, not added.
+    assert f"{victim.personal_url()}?add={second_session.pk}" in message.body
+
+
 def test_register_attendee_more_sessions_later_keeps_the_link():
     event = make_event()
     first_session, second_session = make_session(event), make_session(event)
     first = register(event, sessions=[first_session])
 
-    second = register(event, sessions=[first_session, second_session])
+    second = register(
+        event, sessions=[first_session, second_session], holder_id=first.registrant.pk
+    )
 
     assert second.registrant.pk == first.registrant.pk
     assert {o.session.pk: o.changed for o in second.outcomes} == {
@@ -176,7 +215,7 @@ def test_register_again_after_cancel_reactivates_with_higher_revision():
     result = register(session.event, sessions=[session])
     services.cancel_registrations(registrant=result.registrant)
 
-    again = register(session.event, sessions=[session])
+    again = register(session.event, sessions=[session], holder_id=result.registrant.pk)
 
     registration = Registration.objects.get()
     assert [o.status for o in again.outcomes] == [Status.CONFIRMED]
@@ -224,7 +263,7 @@ def test_reject_registration_marks_rejected_and_blocks_reregistering():
     registration = Registration.objects.get()
 
     services.reject_registration(registration_id=registration.pk, event=session.event)
-    again = register(session.event, sessions=[session])
+    again = register(session.event, sessions=[session], holder_id=result.registrant.pk)
 
     assert again.registrant.pk == result.registrant.pk
     assert [o.status for o in again.outcomes] == [Status.REJECTED]
@@ -273,7 +312,12 @@ def test_register_again_after_cancel_queues_behind_those_already_waiting():
     comeback = register(session.event, email="comeback@example.org", sessions=[session])
     services.cancel_registrations(registrant=comeback.registrant)
     waiting = make_registration(session, status=Status.WAITLISTED)
-    register(session.event, email="comeback@example.org", sessions=[session])
+    register(
+        session.event,
+        email="comeback@example.org",
+        sessions=[session],
+        holder_id=comeback.registrant.pk,
+    )
 
     services.cancel_registrations(registrant=holder.registrant)
 

@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
@@ -37,14 +38,158 @@ def test_register_redirects_303_to_personal_page(client):
     assert "You are registered for" in page.content.decode()
 
 
-def test_register_twice_redirects_to_the_same_link(client):
-    session = make_session()
-    first = post_register(client, session.event, [session])
+def test_register_again_from_the_browser_holding_the_link_adds_sessions(client):
+    event = make_event()
+    first_session, second_session = make_session(event), make_session(event)
+    first = post_register(client, event, [first_session])
 
-    second = post_register(Client(), session.event, [session], email="ZHANG.WEI@example.org")
+    second = post_register(client, event, [second_session], email="ZHANG.WEI@example.org ")
 
+    assert second.status_code == 303
     assert second["Location"] == first["Location"]
-    assert Registration.objects.count() == 1
+    assert Registration.objects.filter(status=Status.CONFIRMED).count() == 2
+
+
+def test_register_someone_elses_address_never_shows_their_link(
+    client, django_capture_on_commit_callbacks
+):
+    """The takeover: a stranger types a registrant's address (other case,
+    a trailing space) and used to land on their personal page."""
+    event = make_event()
+    first_session, second_session = make_session(event), make_session(event)
+    post_register(client, event, [first_session])
+    victim = Registrant.objects.get()
+    mail.outbox.clear()
+    stranger = Client()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_register(
+            stranger, event, [second_session], email=" Zhang.Wei@EXAMPLE.org ", name="Mallory"
+        )
+
+    assert response.status_code == 303
+    assert response["Location"] == f"/events/{event.slug}/link/sent/"
+    page = stranger.get(response["Location"])
+    assert page.status_code == 200
+    assert victim.token not in page.content.decode()
+    assert "has been e-mailed" in page.content.decode()
+    # Nothing changed, and the stranger's browser does not hold the link.
+    assert list(Registration.objects.values_list("session_id", flat=True)) == [first_session.pk]
+    assert Registrant.objects.get().name == "张伟"
+    assert SESSION_KEY not in stranger.session
+    assert stranger.get(f"/sessions/{first_session.pk}/live/").context["joined"] is False
+    # The registrant is told, at their own address, with the link.
+    [message] = mail.outbox
+    assert message.to == ["zhang.wei@example.org"]
+    assert victim.personal_url() in message.body
+
+
+def test_lost_link_answers_the_same_for_known_and_unknown_addresses(client):
+    event = make_event()
+    post_register(client, event, [make_session(event)])
+    victim = Registrant.objects.get()
+    mail.outbox.clear()
+    stranger = Client()
+
+    known = stranger.post(f"/events/{event.slug}/link/", {"email": "ZHANG.wei@example.org"})
+    unknown = stranger.post(f"/events/{event.slug}/link/", {"email": "nobody@example.org"})
+
+    assert (known.status_code, known["Location"]) == (unknown.status_code, unknown["Location"])
+    assert known.status_code == 303
+    assert known.content == unknown.content
+    page = stranger.get(known["Location"]).content.decode()
+    assert victim.token not in page
+    assert [(m.to, victim.personal_url() in m.body) for m in mail.outbox] == [
+        (["zhang.wei@example.org"], True)
+    ]
+
+
+def test_lost_link_form_refuses_a_bad_address_with_its_error(client):
+    event = make_event()
+
+    response = client.post(f"/events/{event.slug}/link/", {"email": "not-an-email"})
+
+    assert response.status_code == 400
+    assert "Enter a valid email address." in response.content.decode()
+    assert client.get(f"/events/{event.slug}/link/").status_code == 200
+    assert mail.outbox == []
+
+
+def test_link_email_offers_the_asked_sessions_ticked_but_not_added(
+    client, django_capture_on_commit_callbacks
+):
+    event = make_event()
+    first_session, second_session = make_session(event), make_session(event)
+    post_register(client, event, [first_session])
+    victim = Registrant.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        post_register(Client(), event, [second_session])
+    add_url = f"/r/{victim.token}/?add={second_session.pk}"
+    assert victim.personal_url().replace(f"/r/{victim.token}/", add_url) in mail.outbox[-1].body
+
+    page = Client().get(add_url).content.decode()
+
+    assert f'value="{second_session.pk}" checked' in page
+    assert victim.registrations.count() == 1
+
+
+def _limited(settings, count):
+    settings.REGISTRATION_RATE = (count, 600.0)
+
+
+def test_registration_is_limited_per_client_address_and_keeps_the_input(client, settings):
+    """A script inventing identities from one address."""
+    _limited(settings, 3)
+    session = make_session()
+    answers = [
+        post_register(client, session.event, [session], email=f"p{i}@example.org").status_code
+        for i in range(5)
+    ]
+
+    refused = post_register(client, session.event, [session], email="late@example.org")
+
+    assert answers == [303, 303, 303, 429, 429]
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 600
+    page = refused.content.decode()
+    assert "Please try again in 10 minutes." in page
+    assert 'value="late@example.org"' in page
+    assert Registrant.objects.count() == 3
+    # Another address is not affected.
+    other = post_register(
+        Client(REMOTE_ADDR="192.0.2.7"), session.event, [session], email="o@example.org"
+    )
+    assert other.status_code == 303
+
+
+def test_lost_link_and_cancel_share_the_registration_allowance(client, settings):
+    _limited(settings, 2)
+    event = make_event()
+    registration = make_registration(make_session(event), email="me@example.org")
+    token = registration.registrant.token
+
+    assert client.post(f"/events/{event.slug}/link/", {"email": "a@example.org"}).status_code == 303
+    assert client.post(f"/events/{event.slug}/link/", {"email": "b@example.org"}).status_code == 303
+    lost = client.post(f"/events/{event.slug}/link/", {"email": "me@example.org"})
+    cancel = client.post(f"/r/{token}/cancel/")
+
+    assert (lost.status_code, cancel.status_code) == (429, 429)
+    assert "Retry-After" in cancel
+    assert mail.outbox == []
+    registration.refresh_from_db()
+    assert registration.status == Status.CONFIRMED
+
+
+def test_registration_rate_zero_turns_the_limit_off(client, settings):
+    settings.REGISTRATION_RATE = None
+    session = make_session()
+
+    answers = {
+        post_register(client, session.event, [session], email=f"p{i}@example.org").status_code
+        for i in range(40)
+    }
+
+    assert answers == {303}
 
 
 @pytest.mark.parametrize(
@@ -149,6 +294,7 @@ def test_personal_page_lists_each_status(client, django_assert_max_num_queries):
         for s, st in zip(sessions, statuses, strict=True)
     ]
     token = registrations[0].registrant.token
+    client.get(f"/r/{token}/")  # the first visit marks the browser as the holder
 
     with django_assert_max_num_queries(8):
         response = client.get(f"/r/{token}/")

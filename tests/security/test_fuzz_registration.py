@@ -23,6 +23,15 @@ from tests.security.hostile import any_text, assert_clean_text, hostile_text, lo
 # built and sent for real in every example.
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
+@pytest.fixture(autouse=True)
+def _no_form_limits(settings):
+    """Hundreds of examples from one address: the per-address limits on the
+    forms and their e-mails have tests of their own (tests/events)."""
+    settings.REGISTRATION_RATE = None
+    settings.EMAIL_RATE = None
+
+
 FUZZ = settings(
     max_examples=100,
     deadline=None,
