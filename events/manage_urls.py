@@ -32,4 +32,9 @@ urlpatterns = [
         views.registration_reject,
         name="registration_reject",
     ),
+    path(
+        "events/<id:event_id>/registrations/<id:registration_id>/resend-link/",
+        views.registration_resend_link,
+        name="registration_resend_link",
+    ),
 ]

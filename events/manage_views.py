@@ -333,6 +333,33 @@ def registrations(request: HttpRequest, event: Event) -> HttpResponse:
     )
 
 
+def _back_to_registrations(request: HttpRequest, event: Event) -> HttpResponse:
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("manage:registrations", args=[event.pk])
+    return _see_other(back)
+
+
+@manages_event
+@require_POST
+def registration_resend_link(request: HttpRequest, event: Event, registration_id: int):
+    """E-mail a registrant their personal link, to their own address: the
+    organiser never sees the link either."""
+    registration = get_object_or_404(
+        Registration.objects.select_related("registrant"), pk=registration_id, session__event=event
+    )
+    registrant = registration.registrant
+    services.resend_personal_link(registrant=registrant)
+    messages.success(
+        request,
+        _("The personal link of %(name)s was e-mailed to %(email)s.")
+        % {"name": registrant.name, "email": registrant.email},
+    )
+    return _back_to_registrations(request, event)
+
+
 def _decide(request: HttpRequest, event: Event, registration_id: int, *, approve: bool):
     decide = services.approve_registration if approve else services.reject_registration
     try:
@@ -349,12 +376,7 @@ def _decide(request: HttpRequest, event: Event, registration_id: int, *, approve
             Registration.Status.REJECTED: _("%(name)s was rejected and e-mailed."),
         }
         messages.success(request, texts[registration.status] % {"name": name})
-    back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(
-        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        back = reverse("manage:registrations", args=[event.pk])
-    return _see_other(back)
+    return _back_to_registrations(request, event)
 
 
 @manages_event

@@ -815,3 +815,37 @@ def test_csrf_enforced_on_manage_posts(event_setup):
     assert b"The form could not be sent" in response.content
     session.refresh_from_db()
     assert session.status == "scheduled"
+
+
+def test_organiser_resends_a_link_to_the_registrants_own_address_only(client, settings):
+    settings.EMAIL_RATE = (1, 3600.0)  # organisers are not held to the public cap
+    event = make_event()
+    registration = make_registration(make_session(event), email="lost@example.org")
+    token = registration.registrant.token
+    client.force_login(make_organiser(event))
+    url = reverse("manage:registration_resend_link", args=[event.pk, registration.pk])
+
+    page = client.get(reverse("manage:registrations", args=[event.pk])).content.decode()
+    responses = [client.post(url, {"next": "https://evil.example/"}) for _ in range(2)]
+
+    assert url in page and token not in page
+    assert [r.status_code for r in responses] == [303, 303]
+    assert responses[0]["Location"] == reverse("manage:registrations", args=[event.pk])
+    assert [m.to for m in mail.outbox] == [["lost@example.org"]] * 2
+    assert registration.registrant.personal_url() in mail.outbox[0].body
+    following = client.get(responses[1]["Location"]).content.decode()
+    assert token not in following
+    assert "was e-mailed to lost@example.org" in following
+
+
+def test_resending_a_link_is_for_the_events_organisers_only(client):
+    event, other = make_event(), make_event()
+    registration = make_registration(make_session(event))
+    url = reverse("manage:registration_resend_link", args=[event.pk, registration.pk])
+    client.force_login(make_organiser(other))
+
+    assert client.post(url).status_code == 403
+    # Nor through the address of an event they do organise.
+    foreign = reverse("manage:registration_resend_link", args=[other.pk, registration.pk])
+    assert client.post(foreign).status_code == 404
+    assert mail.outbox == []
