@@ -9,6 +9,7 @@ session whose invite changed.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from email.mime.text import MIMEText
@@ -107,7 +108,13 @@ def _capped(messages: Iterable[EmailMultiAlternatives]) -> Iterable[EmailMultiAl
 def _send(messages: Iterable[EmailMultiAlternatives]) -> None:
     """Send over one connection. A refused recipient costs only their own
     message; a server that cannot be reached stops the run with one log
-    line instead of one timeout per registrant."""
+    line instead of one timeout per registrant. Nothing to send (all of it
+    capped, say) opens no connection."""
+    messages = iter(messages)
+    first = next(messages, None)
+    if first is None:
+        return
+    messages = itertools.chain([first], messages)
     connection = get_connection()
     try:
         connection.open()
