@@ -81,6 +81,7 @@ class EventForm(forms.ModelForm):
             "registration_closes_at",
             "waitlist_enabled",
             "approval_required",
+            "confirm_email",
             "organiser_name",
             "organiser_email",
         ]

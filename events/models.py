@@ -55,6 +55,14 @@ class Event(models.Model):
     registration_closes_at = models.DateTimeField(_("registration closes"), null=True, blank=True)
     waitlist_enabled = models.BooleanField(_("waiting list when full"), default=True)
     approval_required = models.BooleanField(_("registrations need approval"), default=False)
+    confirm_email = models.BooleanField(
+        _("registrants confirm their e-mail address"),
+        default=False,
+        help_text=_(
+            "New registrants are not shown their personal link: it is e-mailed, and their places "
+            "are held until they open it (released after 24 hours)."
+        ),
+    )
     organiser_name = models.CharField(_("organiser name"), max_length=200, blank=True)
     organiser_email = models.EmailField(_("organiser e-mail"), blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -206,6 +214,11 @@ class Registrant(models.Model):
     language = models.CharField(
         _("language"), max_length=16, default="zh-hans", help_text=_("Used for e-mails.")
     )
+    #: When the address was shown to be theirs: at once, except for events
+    #: that ask registrants to confirm (then when the e-mailed link is opened).
+    confirmed_at = models.DateTimeField(
+        _("e-mail confirmed"), null=True, blank=True, default=timezone.now
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -228,6 +241,22 @@ class Registrant(models.Model):
 
     def join_url(self, session_id: int) -> str:
         return settings.SITE_URL + reverse("events:join", args=[self.token, session_id])
+
+
+#: How long the places of a registrant who has not confirmed their address
+#: are held (events with ``confirm_email``).
+CONFIRM_WITHIN = timedelta(hours=24)
+
+
+def holds_seat(now=None, prefix: str = "") -> models.Q:
+    """Registrations that take a seat: confirmed places, except those of a
+    registrant who did not confirm their address in time. ``prefix`` is the
+    path to the registration (``"registrations__"``) in a related query."""
+    now = now or timezone.now()
+    return models.Q(**{f"{prefix}status": Registration.Status.CONFIRMED}) & (
+        models.Q(**{f"{prefix}registrant__confirmed_at__isnull": False})
+        | models.Q(**{f"{prefix}registrant__created_at__gte": now - CONFIRM_WITHIN})
+    )
 
 
 class Registration(models.Model):

@@ -36,7 +36,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 
 from events.forms import RegistrationForm
-from events.models import Event, Registration, Session, Speaker
+from events.models import Event, Registration, Session, Speaker, holds_seat
 
 #: How long a rendered state is kept; a changed event gets a new key anyway.
 TIMEOUT = 600
@@ -98,7 +98,7 @@ def _fill_seats(event: Event, cards: str, capacities: dict[int, int]) -> str:
         for row in Registration.objects.filter(session_id__in=capacities)
         .values("session_id")
         .annotate(
-            confirmed=Count("pk", filter=Q(status=Registration.Status.CONFIRMED)),
+            confirmed=Count("pk", filter=holds_seat()),
             waitlisted=Count("pk", filter=Q(status=Registration.Status.WAITLISTED)),
         )
     }

@@ -23,7 +23,15 @@ from django.utils.translation import gettext as _
 
 from events import emails
 from events.errors import ServiceError
-from events.models import Event, EventRole, Registrant, Registration, Session
+from events.models import (
+    CONFIRM_WITHIN,
+    Event,
+    EventRole,
+    Registrant,
+    Registration,
+    Session,
+    holds_seat,
+)
 
 Status = Registration.Status
 
@@ -133,6 +141,9 @@ def register_attendee(
             transaction.on_commit(lambda: emails.send_link(registrant_id, ids))
             return RegistrationResult(registrant=None, created=False, link_sent=True)
         result = RegistrationResult(registrant=registrant, created=created)
+        if registrant.confirmed_at is None:
+            # Places held; the link only in the e-mail that confirms the address.
+            result.registrant, result.link_sent = None, True
         for session in sessions:
             result.outcomes.append(_place(registrant=registrant, session=session, event=event))
 
@@ -160,7 +171,13 @@ def _get_or_create_registrant(
             return Registrant.objects.get_or_create(
                 event=event,
                 email=email,
-                defaults={"name": name, "organisation": organisation, "language": language},
+                defaults={
+                    "name": name,
+                    "organisation": organisation,
+                    "language": language,
+                    # Confirmed when the e-mailed link is opened, where asked.
+                    "confirmed_at": None if event.confirm_email else timezone.now(),
+                },
             )
     except IntegrityError:
         # Another request inserted this e-mail between our read and write.
@@ -201,11 +218,14 @@ def _status_for_new_place(*, session: Session, event: Event) -> str | None:
     return None
 
 
+def _taken(session: Session) -> int:
+    return Registration.objects.filter(holds_seat(), session=session).count()
+
+
 def _has_free_seat(session: Session) -> bool:
     if session.capacity is None:
         return True
-    taken = Registration.objects.filter(session=session, status=Status.CONFIRMED).count()
-    return taken < session.capacity
+    return _taken(session) < session.capacity
 
 
 def _fill_free_seats(session: Session) -> list[int]:
@@ -215,8 +235,7 @@ def _fill_free_seats(session: Session) -> list[int]:
         return []
     waiting = Registration.objects.filter(session=session, status=Status.WAITLISTED)
     if session.capacity is not None:
-        taken = Registration.objects.filter(session=session, status=Status.CONFIRMED).count()
-        waiting = waiting.order_by("created_at", "pk")[: max(session.capacity - taken, 0)]
+        waiting = waiting.order_by("created_at", "pk")[: max(session.capacity - _taken(session), 0)]
     promoted = list(waiting.values_list("pk", flat=True))
     if promoted:
         Registration.objects.filter(pk__in=promoted).update(
@@ -269,6 +288,40 @@ def cancel_registrations(
         if promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
     return cancelled
+
+
+def confirm_address(*, registrant: Registrant, now: datetime | None = None) -> bool:
+    """The registrant opened a link that was only ever e-mailed: their
+    address is theirs. Their places were held for :data:`CONFIRM_WITHIN`;
+    confirmed later, a confirmed place whose seat has gone to someone else
+    meanwhile moves to the waiting list (or is cancelled without one), and
+    they are e-mailed. Returns whether this confirmed the address now."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        confirmed = Registrant.objects.filter(pk=registrant.pk, confirmed_at__isnull=True).update(
+            confirmed_at=now
+        )
+        registrant.confirmed_at = registrant.confirmed_at or now
+        if not confirmed or registrant.created_at >= now - CONFIRM_WITHIN:
+            return bool(confirmed)
+        places = Registration.objects.filter(registrant=registrant, status=Status.CONFIRMED)
+        sessions = Session.objects.select_for_update().filter(
+            pk__in=list(places.values_list("session_id", flat=True))
+        )
+        moved = []
+        for session in sessions.order_by("pk"):
+            # Now counted again: the seat is theirs if the others leave room.
+            if session.capacity is None or _taken(session) <= session.capacity:
+                continue
+            place = places.get(session=session)
+            waitlist = registrant.event.waitlist_enabled and session.is_open_for_registration
+            place.status = Status.WAITLISTED if waitlist else Status.CANCELLED
+            place.ical_revision += 1
+            place.save(update_fields=["status", "ical_revision", "updated_at"])
+            moved.append(session.pk)
+        if moved:
+            transaction.on_commit(lambda: emails.send_registration_update(registrant.pk, moved))
+    return True
 
 
 def send_personal_link(*, event: Event, email: str) -> None:

@@ -150,18 +150,30 @@ def _outcome_message(outcome: services.Outcome) -> tuple[int, str]:
 def _registrant(token: str) -> Registrant:
     if not looks_like_token(token):
         raise Http404
-    return get_object_or_404(Registrant.objects.select_related("event"), token=token)
+    registrant = get_object_or_404(Registrant.objects.select_related("event"), token=token)
+    _confirm(registrant)
+    return registrant
+
+
+def _confirm(registrant: Registrant) -> None:
+    """The link was only ever e-mailed: whoever opens it owns the address."""
+    if registrant.confirmed_at is None:
+        services.confirm_address(registrant=registrant)
 
 
 def _registration(token: str, session_id: int) -> Registration:
     """The registration behind a personal link for one session, or 404."""
     if not looks_like_token(token):
         raise Http404
-    return get_object_or_404(
+    registration = get_object_or_404(
         Registration.objects.select_related("session__event", "registrant__event"),
         registrant__token=token,
         session_id=session_id,
     )
+    if registration.registrant.confirmed_at is None:
+        _confirm(registration.registrant)
+        registration.refresh_from_db(fields=["status"])
+    return registration
 
 
 @require_GET
