@@ -77,6 +77,40 @@ def test_registering_shows_confirmed_with_join_button(open_page):
     save_screenshot(page, "registered-desktop")
 
 
+def test_someone_elses_address_gets_check_your_email_not_their_page(open_page):
+    event, session = _forum(capacity=100)
+    victim = make_registration(session, email="wang.fang@example.org").registrant
+    page = open_page(event.get_absolute_url(), phone=True)
+
+    _fill_registration(
+        page, name="Mallory", email=" Wang.Fang@example.org", session_title=session.title
+    )
+    page.get_by_role("button", name="Register").click()
+
+    page.wait_for_url(re.compile(r"/link/sent/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your e-mail")
+    assert victim.token not in page.content()
+    save_screenshot(page, "link-sent-phone")
+    # Asking for the link by the lost-link form ends on the same page.
+    page.get_by_role("link", name="Send it again").click()
+    page.get_by_label("E-mail").fill("nobody@example.org")
+    page.get_by_role("button", name="E-mail me my link").click()
+    page.wait_for_url(re.compile(r"/link/sent/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your e-mail")
+
+
+def test_lost_link_form_is_reached_from_the_event_page(open_page):
+    event, _session = _forum()
+    page = open_page(event.get_absolute_url())
+
+    page.get_by_role("link", name="Registered already and lost your personal link?").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Lost your personal link?")
+    page.get_by_role("button", name="E-mail me my link").click()
+    expect(page.locator("#id_email-error")).to_have_text("This field is required.")
+    save_screenshot(page, "lost-link-desktop")
+
+
 def test_invalid_email_shows_field_error_and_keeps_name(open_page):
     event, session = _forum()
     page = open_page(event.get_absolute_url(), phone=True)
