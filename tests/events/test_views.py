@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.sessions.models import Session as StoredSession
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
@@ -538,3 +539,23 @@ def test_live_page_does_not_greet_a_registrant_without_a_confirmed_place(client)
 
     assert response.status_code == 200
     assert response.context["registrant"] is None
+
+
+def test_opening_a_link_gives_the_browser_a_new_session_key(client, settings):
+    """A session id planted in a victim's browser beforehand must not come
+    to hold the victim's link (session fixation)."""
+    registration = make_registration(make_session(), email="me@example.org")
+    session = client.session
+    session["planted"] = True
+    session.save()
+    planted = session.session_key
+    client.cookies[settings.SESSION_COOKIE_NAME] = planted
+
+    client.get(registration.registrant.get_absolute_url())
+
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value != planted
+    assert client.session[SESSION_KEY] == {
+        str(registration.registrant.event_id): registration.registrant.pk
+    }
+    # The planted id is gone: whoever planted it holds nothing.
+    assert not StoredSession.objects.filter(session_key=planted).exists()
