@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+import urllib.response
 from datetime import timedelta
 
 import pytest
@@ -180,6 +186,43 @@ def test_lockout_page_in_chinese():
 
     assert response.status_code == 429
     assert '<html lang="zh-hans">' in response.content.decode()
+
+
+def _sign_in_over_http(server, username: str, password: str) -> urllib.response.addinfourl:
+    """The login form as a browser sends it, to a real server process."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect)
+    # The server's settings are not the tests': ask for English.
+    opener.addheaders = [("Accept-Language", "en")]
+    form = opener.open(f"{server.url}/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert token is not None
+    body = urllib.parse.urlencode(
+        {"csrfmiddlewaretoken": token[1], "username": username, "password": password}
+    ).encode()
+    try:
+        return opener.open(f"{server.url}/accounts/login/", data=body, timeout=10)
+    except urllib.error.HTTPError as error:
+        return error
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_failures_on_one_process_lock_the_form_on_another(daphne):
+    make_user("organiser")
+    a, b = daphne(), daphne()
+    statuses = [_sign_in_over_http(a, "organiser", f"guess-{n}").status for n in range(5)]
+
+    refused = _sign_in_over_http(b, "organiser", PASSWORD)
+
+    assert statuses == [200, 200, 200, 200, 429]
+    assert refused.status == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 15 * 60
+    assert "Signing in is paused" in refused.read().decode()
+    assert _sign_in_over_http(b, "someone-else", PASSWORD).status == 200
 
 
 # Password reset -----------------------------------------------------------------
