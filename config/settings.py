@@ -171,12 +171,17 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
 #: Failures allowed within the cool-off for each of the parameters above,
 #: in order: one account from one address, one address, one account.
 SIGNIN_FAILURE_ALLOWANCES = [5, 20, 30]
+if len(SIGNIN_FAILURE_ALLOWANCES) != len(AXES_LOCKOUT_PARAMETERS):
+    raise ImproperlyConfigured("SIGNIN_FAILURE_ALLOWANCES needs one figure per lockout parameter")
 AXES_FAILURE_LIMIT = "config.signin.failure_limit"
 # A lock lifts this long after the last failure that made it.
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 # Failures while refused do not restart the cool-off: hammering a locked
 # form must not keep a real organiser out for longer.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the failures: it would wipe its address's failures
+# on every account, so a guesser with an account of their own could sign in
+# to it now and then and never reach the per-address allowance.
 AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_CALLABLE = "config.signin.lockout_response"
 # REMOTE_ADDR only (never a client's X-Forwarded-For): see config/signin.py.

@@ -138,6 +138,21 @@ def test_one_address_trying_many_accounts_is_paused():
 
 
 @pytest.mark.django_db
+def test_signing_in_to_ones_own_account_does_not_reset_the_address_count():
+    for n in range(6):
+        make_user(f"user{n}")
+    make_user("mallory")
+    client = _client()
+    for n in range(19):
+        _sign_in(client, f"user{n % 6}", f"guess-{n}")
+    assert _sign_in(client, "mallory", PASSWORD).status_code == 302
+
+    _sign_in(_client(), "user5", "guess-19")
+
+    assert _sign_in(_client(), "mallory", PASSWORD).status_code == 429
+
+
+@pytest.mark.django_db
 def test_one_account_guessed_from_many_addresses_is_paused():
     make_user("organiser")
     for n in range(30):
