@@ -6,6 +6,7 @@ in-memory channel layer, console e-mail, DEBUG on.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -44,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Sign-in throttling (config/signin.py).
+    "axes",
     "events",
     "streaming",
     "attendance",
@@ -59,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a throttled sign-in into the lockout page (config/signin.py).
+    "axes.middleware.AxesMiddleware",
     "config.middleware.DatabaseUnavailableMiddleware",
 ]
 
@@ -173,6 +178,36 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Throttled sign-in first: it refuses before a password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed sign-ins per account, per address and per both, counted in the
+# database that every process shares; see config/signin.py for the figures.
+AXES_HANDLER = "config.signin.SignInThrottle"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
+#: Failures allowed within the cool-off for each of the parameters above,
+#: in order: one account from one address, one address, one account.
+SIGNIN_FAILURE_ALLOWANCES = [5, 20, 30]
+if len(SIGNIN_FAILURE_ALLOWANCES) != len(AXES_LOCKOUT_PARAMETERS):
+    raise ImproperlyConfigured("SIGNIN_FAILURE_ALLOWANCES needs one figure per lockout parameter")
+AXES_FAILURE_LIMIT = "config.signin.failure_limit"
+# A lock lifts this long after the last failure that made it.
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+# Failures while refused do not restart the cool-off: hammering a locked
+# form must not keep a real organiser out for longer.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the failures: it would wipe its address's failures
+# on every account, so a guesser with an account of their own could sign in
+# to it now and then and never reach the per-address allowance.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "config.signin.lockout_response"
+# REMOTE_ADDR only (never a client's X-Forwarded-For): see config/signin.py.
+AXES_CLIENT_IP_CALLABLE = "config.signin.client_address"
+# No record of every successful sign-in; failures are enough.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/manage/"
 LOGOUT_REDIRECT_URL = "/"

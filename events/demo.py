@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.dispatch import Signal
 from django.utils import timezone
@@ -327,7 +329,7 @@ def load_demo(*, now: datetime | None = None, debug: bool | None = None) -> Demo
     confirmed registrations on the live forum and three awaiting approval
     for the case review; with ``debug`` (default
     ``settings.DEBUG``) also the ``demo`` organiser login with its known
-    password. Sends no e-mail and no broadcast.
+    password, organiser of the demo events and allowed to create events. Sends no e-mail and no broadcast.
     """
     now = now or timezone.now()
     debug = settings.DEBUG if debug is None else debug
@@ -477,10 +479,16 @@ def _load_registration(
 def _load_demo_user(events: list[Event], *, summary: DemoSummary) -> None:
     user_model = get_user_model()
     user = user_model.objects.filter(**{user_model.USERNAME_FIELD: DEMO_USERNAME}).first()
+    # The demo organiser tries everything an organiser does, creating events
+    # included (SPEC.md §1): the permission an administrator would grant.
+    may_create = Permission.objects.get(
+        content_type=ContentType.objects.get_for_model(Event), codename="add_event"
+    )
     if user is None:
         user = user_model.objects.create_user(
             DEMO_USERNAME, email="demo@example.org", password=DEMO_PASSWORD
         )
+        user.user_permissions.add(may_create)
         summary.count("users", None)
     else:
         changed = [] if user.check_password(DEMO_PASSWORD) and user.is_active else ["password"]
@@ -488,6 +496,9 @@ def _load_demo_user(events: list[Event], *, summary: DemoSummary) -> None:
             user.set_password(DEMO_PASSWORD)
             user.is_active = True
             user.save()
+        if not user.user_permissions.filter(pk=may_create.pk).exists():
+            user.user_permissions.add(may_create)
+            changed.append("permissions")
         summary.count("users", changed)
     for event in events:
         _, created = EventRole.objects.get_or_create(

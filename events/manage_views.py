@@ -34,8 +34,8 @@ from events.spreadsheets import csv_response, csv_safe
 REGISTRATIONS_PER_PAGE = 50
 
 
-def _forbidden(request: HttpRequest) -> HttpResponse:
-    return render(request, "manage/forbidden.html", status=403)
+def _forbidden(request: HttpRequest, *, creating: bool = False) -> HttpResponse:
+    return render(request, "manage/forbidden.html", {"creating": creating}, status=403)
 
 
 def _see_other(url: str) -> HttpResponse:
@@ -69,6 +69,8 @@ def _managed_object(request: HttpRequest, queryset, pk: int):
 
 
 def can_create_events(user) -> bool:
+    """Staff, and users granted ``events.add_event`` (in the admin, or the
+    demo organiser by seed_demo)."""
     return user.is_staff or user.has_perm("events.add_event")
 
 
@@ -122,7 +124,7 @@ def _render_event_form(request, form: EventForm, event: Event | None, status: in
 @require_http_methods(["GET", "POST"])
 def event_create(request: HttpRequest) -> HttpResponse:
     if not can_create_events(request.user):
-        return _forbidden(request)
+        return _forbidden(request, creating=True)
     if request.method == "GET":
         return _render_event_form(request, EventForm(), None)
     form = EventForm(request.POST)

@@ -242,6 +242,7 @@ def test_every_public_page_fits_the_screen(open_page, live_server, phone):
         "personal": confirmed.registrant.get_absolute_url(),
         "personal-waitlisted": waitlisted.registrant.get_absolute_url(),
         "login": "/accounts/login/",
+        "not-found": "/no/such/page/",
     }
     size = "phone" if phone else "desktop"
     width = 375 if phone else 1280

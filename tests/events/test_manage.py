@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from events.demo import DEMO_PASSWORD
 from events.models import Event, EventRole, Registration, Session, Speaker
 from tests.factories import (
     make_event,
@@ -207,6 +211,46 @@ def test_create_event_makes_user_organiser(client):
     assert list(EventRole.objects.filter(event=event).values_list("user", "role")) == [
         (user.pk, "organiser")
     ]
+
+
+def test_create_event_without_permission_is_a_page_saying_why(client):
+    client.force_login(make_user())
+    response = client.get(reverse("manage:event_create"))
+    page = response.content.decode()
+    assert response.status_code == 403
+    assert "Your account may not create events." in page
+    assert "not an organiser of this event" not in page
+    assert 'class="site-header"' in page
+
+
+def test_demo_organiser_signs_in_and_creates_an_event(settings):
+    settings.DEBUG = True
+    call_command("seed_demo", stdout=StringIO())
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    response = client.post("/accounts/login/", {"username": "demo", "password": DEMO_PASSWORD})
+    assert (response.status_code, response["Location"]) == (302, "/manage/")
+    assert reverse("manage:event_create") in client.get("/manage/").content.decode()
+    assert client.get(reverse("manage:event_create")).status_code == 200
+
+    response = client.post(reverse("manage:event_create"), _event_data())
+
+    event = Event.objects.get(slug="good-audit-2020")
+    assert (response.status_code, response["Location"]) == (
+        303,
+        reverse("manage:event", args=[event.pk]),
+    )
+    assert client.get(response["Location"]).status_code == 200
+    assert client.get(reverse("manage:event_edit", args=[event.pk])).status_code == 200
+    assert event in client.get("/manage/").context["events"]
+
+
+def test_demo_organiser_permission_survives_a_second_seed(settings):
+    settings.DEBUG = True
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())
+    demo = get_user_model().objects.get(username="demo")
+    assert list(demo.user_permissions.values_list("codename", flat=True)) == ["add_event"]
+    assert demo.has_perm("events.add_event")
 
 
 def test_create_event_unknown_time_zone_is_field_error(client):
