@@ -10,16 +10,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.auth import AuthMiddlewareStack
 
+from config.origins import SiteOriginValidator
 from streaming import shutdown
 from streaming.routing import DatabaseGuard, websocket_urlpatterns
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SiteOriginValidator(
             DatabaseGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
