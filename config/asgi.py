@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.auth import AuthMiddlewareStack
 
+from config.logs import install_access_log_masking
 from config.origins import SiteOriginValidator
 from streaming import shutdown
 from streaming.routing import DatabaseGuard, websocket_urlpatterns
@@ -24,6 +25,10 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Daphne's access log: personal links masked (config/logs.py). Daphne imports
+# this module before it builds its server, whichever way it is started.
+install_access_log_masking()
 
 # SIGTERM: viewers told to reconnect elsewhere, watch time written, then stop.
 shutdown.install()
