@@ -25,11 +25,16 @@ KEPT = 4
 
 # "/r/" or its percent-encoded "/%72/", which Django routes the same way.
 _PERSONAL_LINK = re.compile(r"(/(?:r|%72)/)([^/?#\s\"]+)", re.IGNORECASE)
+# An organiser's password-reset link (django.contrib.auth) is a key too;
+# its view moves on to ".../set-password/" at once, which is kept.
+_RESET_LINK = re.compile(r"(/accounts/reset/[^/\s\"]+/)(?!set-password/)([^/?#\s\"]+)")
 
 
 def mask_personal_links(text: str) -> str:
-    """``/r/abcdefgh…/sessions/12/join/`` → ``/r/abcd****/sessions/12/join/``."""
-    return _PERSONAL_LINK.sub(lambda m: f"{m[1]}{m[2][:KEPT]}****", text)
+    """``/r/abcdefgh…/sessions/12/join/`` → ``/r/abcd****/sessions/12/join/``;
+    a password-reset link's token is masked whole."""
+    text = _PERSONAL_LINK.sub(lambda m: f"{m[1]}{m[2][:KEPT]}****", text)
+    return _RESET_LINK.sub(lambda m: f"{m[1]}****", text)
 
 
 class MaskPersonalLinks(logging.Filter):

@@ -27,6 +27,8 @@ TOKEN = "AbCdEfGhIjKlMnOpQrStUvWxYz012345"
         (f'"GET /r/{TOKEN}/ HTTP/1.1" 200', '"GET /r/AbCd****/ HTTP/1.1" 200'),
         (f"Not Found: /r/{TOKEN}/sessions/9/join/", "Not Found: /r/AbCd****/sessions/9/join/"),
         ("/r/ab/", "/r/ab****/"),
+        ("/accounts/reset/MQ/cz1abc-0123456789abcdef/", "/accounts/reset/MQ/****/"),
+        ("/accounts/reset/MQ/set-password/", "/accounts/reset/MQ/set-password/"),
         ("/events/forum/", "/events/forum/"),
         ("/certificates/TX-2020-7K4M-9QPD/", "/certificates/TX-2020-7K4M-9QPD/"),
     ],
@@ -67,12 +69,15 @@ def test_daphne_access_log_masks_personal_links(daphne):
     assert _fetch(f"{server.url}/r/{token}/sessions/999999/join/") == 404
     # A POST without the CSRF token: "Forbidden (CSRF cookie not set.): <path>".
     assert _fetch(server.url + reverse("events:cancel", args=[token]), b"x=1") == 403
+    # An organiser's password-reset link.
+    assert _fetch(f"{server.url}/accounts/reset/MQ/cz1abc-0123456789abcdef/") == 200
     deadline = time.monotonic() + 10
     while "sessions/999999" not in (log := server.log_path.read_text()):
         assert time.monotonic() < deadline, log
         time.sleep(0.1)
     assert token not in log
     assert token[:8] not in log
+    assert "cz1abc" not in log and '"GET /accounts/reset/MQ/****/" 200' in log, log
     assert f'"GET /r/{token[:4]}****/" 200' in log, log
     assert f"/r/{token[:4]}****/sessions/{registration.session_id}/join/" in log, log
     assert f"Not Found: /r/{token[:4]}****/sessions/999999/join/" in log, log

@@ -241,6 +241,7 @@ def test_nginx_logs_no_personal_link_and_turns_floods_away(
         assert proxy.get(f"/r/{token}/", headers=from_personal_page)[0] == 200
         assert proxy.get(f"/r/{token}/sessions/{session_id}/join/")[0] == 302
         assert proxy.get(f"/sessions/{session_id}/live/", headers=from_personal_page)[0] == 200
+        assert proxy.get("/accounts/reset/MQ/cz1abc-0123456789abcdef/")[0] == 200
 
         # A flood of form posts from one address (CSRF-less, so the app
         # answers 403): the first 30 reach the app, then nginx answers 429.
@@ -264,6 +265,7 @@ def test_nginx_logs_no_personal_link_and_turns_floods_away(
             assert time.monotonic() < deadline, access
             time.sleep(0.1)
         assert token not in access
+        assert "cz1abc" not in access and '"GET /accounts/reset/MQ/****/ HTTP/1.1"' in access
         assert f'"GET /r/{token[:4]}****/ HTTP/1.1" 200' in access, access
         assert f"/r/{token[:4]}****/sessions/{session_id}/join/ HTTP/1.1" in access, access
         assert f'"{site}/r/{token[:4]}****/"' in access, access
