@@ -54,12 +54,15 @@ def _fetch(url: str, data: bytes | None = None) -> int:
         return error.code
 
 
-def test_daphne_access_log_masks_personal_links(daphne):
-    """Started as production starts it (``daphne config.asgi:application``,
-    DEBUG=0), the access log on stdout and Django's warnings alike."""
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_daphne_access_log_masks_personal_links(daphne, debug):
+    """Started as production (DEBUG=0) and scripts/serve (DEBUG=1) start it,
+    ``daphne config.asgi:application``: the access log on stdout and
+    Django's warnings alike (with DEBUG on, Django has a console handler of
+    its own)."""
     registration = make_registration(make_session())
     token = registration.registrant.token
-    server = daphne(DEBUG="0", SECRET_KEY="test-secret-key-" + "x" * 40)
+    server = daphne(DEBUG=debug, SECRET_KEY="test-secret-key-" + "x" * 40)
     personal = reverse("events:personal", args=[token])
     join = reverse("events:join", args=[token, registration.session_id])
     assert _fetch(server.url + personal) == 200
