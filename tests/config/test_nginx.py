@@ -242,6 +242,9 @@ def test_nginx_logs_no_personal_link_and_turns_floods_away(
         assert proxy.get(f"/r/{token}/sessions/{session_id}/join/")[0] == 302
         assert proxy.get(f"/sessions/{session_id}/live/", headers=from_personal_page)[0] == 200
         assert proxy.get("/accounts/reset/MQ/cz1abc-0123456789abcdef/")[0] == 200
+        # Spellings of the same link: each masked too.
+        assert proxy.get(f"/%72/{token}/")[0] == 200
+        proxy.get(f"//r/{token}/")
 
         # A flood of form posts from one address (CSRF-less, so the app
         # answers 403): the first 30 reach the app, then nginx answers 429.
