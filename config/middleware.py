@@ -47,9 +47,11 @@ class DatabaseUnavailableMiddleware(MiddlewareMixin):
         return response
 
 
-#: Views whose pages carry something personal besides those under ``/r/``:
-#: the live room gives a joined viewer the stream's and the replay's address.
-PERSONAL_VIEWS = frozenset({"streaming:live"})
+#: Views whose answers carry something personal besides those under
+#: ``/r/``: the live room gives a joined viewer the stream's and the
+#: replay's address and their personal link; registering redirects to the
+#: new personal link.
+PERSONAL_VIEWS = frozenset({"streaming:live", "events:register"})
 
 
 class PersonalPagesMiddleware(MiddlewareMixin):

@@ -59,6 +59,18 @@ def test_the_live_room_page_is_private_and_not_stored(registration):
     assert (response.status_code, response["Cache-Control"]) == (200, PERSONAL)
 
 
+def test_the_registration_answer_is_private_and_not_stored(registration):
+    """Its redirect names the new personal link."""
+    session = registration.session
+    response = Client().post(
+        reverse("events:register", args=[session.event.slug]),
+        {"name": "Li Lei", "email": "li.lei@example.org", "sessions": [session.pk]},
+    )
+    assert response.status_code == 303
+    assert response["Location"].startswith("/r/")
+    assert response["Cache-Control"] == PERSONAL
+
+
 def test_public_pages_may_be_cached_as_before(registration):
     response = Client().get(registration.session.event.get_absolute_url())
     assert response.status_code == 200
