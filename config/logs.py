@@ -66,6 +66,8 @@ def install_access_log_masking() -> None:
     original = Server.log_action
 
     def log_action(self: Server, protocol: str, action: str, details: dict[str, Any]) -> None:
+        if not self.action_logger:
+            return  # no access log (-v 0): nothing to mask, nothing to write
         path = details.get("path")
         if isinstance(path, bytes):
             path = path.decode("ascii", "replace")
