@@ -58,7 +58,6 @@ def _download(request: HttpRequest, token: str, session_id: int, kind: str) -> H
         services.certificate_file(certificate, kind), content_type=CONTENT_TYPES[kind]
     )
     response["Content-Disposition"] = f'inline; filename="certificate-{certificate.serial}.{kind}"'
-    response["Cache-Control"] = "private, no-cache"
     # Not a page: the browser shows it in a viewer page of its own, whose
     # inline styles the pages' Content-Security-Policy would refuse (older
     # Chromium cores then squash the PDF viewer). What django-csp's

@@ -44,7 +44,6 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-ORIGIN = "http://127.0.0.1"
 COOKIE_NAME = "sessionid"
 #: An asked question's text: its index and the time it was sent.
 ASKED = re.compile(rb'"text":"q(\d+)@(\d+\.\d+)"')
@@ -123,10 +122,17 @@ def percentile(ordered: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
+def page_origin(url: str) -> str:
+    """The origin of the page that opens the socket at ``url``: the server's
+    own (the room accepts no other; config/origins.py)."""
+    parts = urlsplit(url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+
+
 async def connect(url: str, cookie: str, timeout: float):
     return await websockets.connect(
         url,
-        origin=ORIGIN,
+        origin=Origin(page_origin(url)),
         additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
         compression=None,  # Daphne does not offer permessage-deflate
         ping_interval=None,
@@ -214,7 +220,9 @@ class Viewer(asyncio.Protocol):
     client process keeps up with thousands of viewers."""
 
     def __init__(self, url: str, cookie: str, questions: int, tally: Tally) -> None:
-        self.protocol = ClientProtocol(parse_uri(url), origin=Origin(ORIGIN), max_size=None)
+        self.protocol = ClientProtocol(
+            parse_uri(url), origin=Origin(page_origin(url)), max_size=None
+        )
         self.request = self.protocol.connect()
         self.request.headers["Cookie"] = f"{COOKIE_NAME}={cookie}"
         self.tally = tally

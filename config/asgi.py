@@ -10,20 +10,25 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.auth import AuthMiddlewareStack
 
+from config.logs import install_access_log_masking
+from config.origins import SiteOriginValidator
 from streaming import shutdown
 from streaming.routing import DatabaseGuard, websocket_urlpatterns
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SiteOriginValidator(
             DatabaseGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )
+
+# Daphne's access log: personal links masked (config/logs.py). Daphne imports
+# this module before it builds its server, whichever way it is started.
+install_access_log_masking()
 
 # SIGTERM: viewers told to reconnect elsewhere, watch time written, then stop.
 shutdown.install()

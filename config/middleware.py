@@ -47,6 +47,30 @@ class DatabaseUnavailableMiddleware(MiddlewareMixin):
         return response
 
 
+#: Views whose answers carry something personal besides those under
+#: ``/r/``: the live room gives a joined viewer the stream's and the
+#: replay's address and their personal link; registering redirects to the
+#: new personal link.
+PERSONAL_VIEWS = frozenset({"streaming:live", "events:register"})
+
+
+class PersonalPagesMiddleware(MiddlewareMixin):
+    """Every answer to a personal link (``/r/<token>/…``: the personal page,
+    cancel, invites, join, certificates, and their refusals) and every
+    personal page is sent ``Cache-Control: private, no-store`` (SPEC.md §9):
+    no shared cache may keep it and no browser may write it to disk, where
+    the next user of an office PC would find it.
+
+    Near the top of ``MIDDLEWARE``, so that it also marks the answers other
+    middleware and the error handlers make."""
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        match = getattr(request, "resolver_match", None)
+        if request.path.startswith("/r/") or (match and match.view_name in PERSONAL_VIEWS):
+            response["Cache-Control"] = "private, no-store"
+        return response
+
+
 def _retry_url(request: HttpRequest) -> str:
     """Where "Try again" leads: the page itself, or for a form the page the
     form was on (a retried POST would need the visitor's input again)."""

@@ -82,7 +82,7 @@ def live_session(event: Event | None = None, **fields) -> Session:
 def communicator(session_id: int, cookie_header: str | None) -> WebsocketCommunicator:
     from config.asgi import application
 
-    headers = [(b"origin", ORIGIN)]
+    headers = [(b"host", b"localhost"), (b"origin", ORIGIN)]
     if cookie_header is not None:
         headers.append((b"cookie", cookie_header.encode("latin-1")))
     return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/", headers=headers)

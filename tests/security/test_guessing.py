@@ -220,7 +220,7 @@ def test_the_pause_is_a_clear_page_in_the_visitors_language():
 
     assert refused.status_code == 429
     assert refused["Content-Type"].startswith("text/html")
-    assert refused["Cache-Control"] == "no-store"
+    assert refused["Cache-Control"] == "private, no-store"
     page = refused.content.decode()
     assert '<html lang="zh-hans">' in page
     with translation.override("zh-hans"):

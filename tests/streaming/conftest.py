@@ -77,7 +77,8 @@ def login():
 def _communicator(session_id: int, cookie: str | None, origin: bytes | None):
     from config.asgi import application
 
-    headers = []
+    # The socket is requested at http://localhost, the origin its page has.
+    headers = [(b"host", b"localhost")]
     if origin is not None:
         headers.append((b"origin", origin))
     if cookie is not None:

@@ -1115,6 +1115,7 @@ async def test_error_messages_follow_the_browsers_language(scene, join):
         application,
         f"/ws/sessions/{scene.session.pk}/",
         headers=[
+            (b"host", b"localhost"),
             (b"origin", b"http://localhost"),
             (b"cookie", f"sessionid={cookie}".encode()),
             (b"accept-language", b"zh-CN,zh;q=0.9,en;q=0.5"),

@@ -28,8 +28,6 @@ from events.models import EventRole
 from tests.factories import make_registration, make_session, make_user
 from tests.servers import DaphneServer
 
-ORIGIN = "http://127.0.0.1"
-
 # Connecting is slow only while a server is busy; a frame that was sent
 # arrives well within this.
 FRAME_TIMEOUT = 10.0
@@ -71,12 +69,13 @@ def staff_member(event, role: str) -> str:
 
 
 async def connect(
-    server: DaphneServer, session_id: int, cookie: str | None, *, origin: str = ORIGIN
+    server: DaphneServer, session_id: int, cookie: str | None, *, origin: str | None = None
 ) -> ClientConnection:
+    """A socket opened by the server's own page (its origin) unless ``origin``."""
     headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"} if cookie else {}
     return await websockets.connect(
         f"{server.ws_url}/ws/sessions/{session_id}/",
-        origin=origin,
+        origin=origin or server.url,
         additional_headers=headers,
         # Loopback only: an HTTP(S)_PROXY in the environment must not apply.
         proxy=None,
