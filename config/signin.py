@@ -40,7 +40,6 @@ import hashlib
 import ipaddress
 import logging
 import math
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -157,30 +156,13 @@ def failed_attempts(username: str) -> int:
 RESET_WINDOW = 3600.0
 RESET_MAILS_PER_EMAIL = 3
 RESET_REQUESTS_PER_CLIENT = 10
-#: After Redis failed, the limits skip it this many seconds before trying
-#: again, so an outage costs at most one timeout per period.
-OUTAGE_PAUSE = 5.0
-
-_outage_until = 0.0
 
 
 def _take(key: str, *, limit: int) -> bool:
     """Record one use of ``key`` if it has fewer than ``limit`` in the window
-    and say whether it had: in Redis, or in this process while Redis cannot
-    be reached (a broken limiter neither refuses everyone nor lets
-    everything through)."""
-    global _outage_until
-    if time.monotonic() >= _outage_until:
-        try:
-            return ratelimit.record(key, limit=limit, window=RESET_WINDOW) == 0
-        except Exception as exc:
-            _outage_until = time.monotonic() + OUTAGE_PAUSE
-            logger.warning(
-                "the password-reset limit is unavailable (%r); counting in this process for %s s",
-                exc,
-                OUTAGE_PAUSE,
-            )
-    return ratelimit.record(key, limit=limit, window=RESET_WINDOW, shared=False) == 0
+    and say whether it had (across processes; per process while Redis is
+    away: ``ratelimit.take``)."""
+    return ratelimit.take(key, limit=limit, window=RESET_WINDOW) == 0
 
 
 class LimitedPasswordResetForm(PasswordResetForm):

@@ -17,6 +17,7 @@ from django.core import mail
 from django.test import Client
 
 from config import signin
+from streaming import ratelimit
 from tests.factories import make_user
 
 PASSWORD = "pw-Tongxin-1"
@@ -297,7 +298,7 @@ def test_password_reset_answers_alike_for_known_unknown_and_capped_addresses():
 @pytest.mark.django_db
 def test_password_reset_limit_goes_on_per_process_when_redis_is_down(settings, monkeypatch):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    monkeypatch.setattr(signin, "_outage_until", 0.0)
+    monkeypatch.setattr(ratelimit, "_outage_until", 0.0)
     _user_with_email("organiser", "organiser@example.org")
 
     responses = [_reset(_client(f"192.0.2.{n + 1}"), "organiser@example.org") for n in range(6)]
