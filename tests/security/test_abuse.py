@@ -1,6 +1,6 @@
 """Abuse cases of SPEC.md §6 and §9 that no other module covers, each a
-named test. docs/protocol.md ("Abuse cases and where they are tested")
-lists these with the ones tested beside the code they concern.
+named test. docs/security.md lists these with the ones tested beside the
+code they concern.
 
 Tests marked ``postgres`` run real Daphne processes sharing Redis in the
 production pass; the rest run in both shapes.
