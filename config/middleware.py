@@ -52,12 +52,15 @@ class DatabaseUnavailableMiddleware(MiddlewareMixin):
 #: replay's address and their personal link; registering redirects to the
 #: new personal link.
 PERSONAL_VIEWS = frozenset({"streaming:live", "events:register"})
+#: Paths whose every answer is personal: personal links, and the organiser
+#: pages and exports, which list registrants' names and addresses.
+PERSONAL_PATHS = ("/r/", "/manage/")
 
 
 class PersonalPagesMiddleware(MiddlewareMixin):
     """Every answer to a personal link (``/r/<token>/…``: the personal page,
-    cancel, invites, join, certificates, and their refusals) and every
-    personal page is sent ``Cache-Control: private, no-store`` (SPEC.md §9):
+    cancel, invites, join, certificates, and their refusals), every
+    organiser page and export, and every other personal page is sent ``Cache-Control: private, no-store`` (SPEC.md §9):
     no shared cache may keep it and no browser may write it to disk, where
     the next user of an office PC would find it.
 
@@ -66,7 +69,7 @@ class PersonalPagesMiddleware(MiddlewareMixin):
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         match = getattr(request, "resolver_match", None)
-        if request.path.startswith("/r/") or (match and match.view_name in PERSONAL_VIEWS):
+        if request.path.startswith(PERSONAL_PATHS) or (match and match.view_name in PERSONAL_VIEWS):
             response["Cache-Control"] = "private, no-store"
         return response
 

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from events.models import new_token
-from tests.factories import make_registration, make_session
+from tests.factories import make_organiser, make_registration, make_session
 
 PERSONAL = "private, no-store"
 
@@ -69,6 +69,23 @@ def test_the_registration_answer_is_private_and_not_stored(registration):
     assert response.status_code == 303
     assert response["Location"].startswith("/r/")
     assert response["Cache-Control"] == PERSONAL
+
+
+def test_organiser_pages_and_exports_are_private_and_not_stored(registration):
+    """They list registrants' names and addresses."""
+    event = registration.session.event
+    client = Client()
+    client.force_login(make_organiser(event))
+    answers = [
+        client.get(reverse("manage:registrations", args=[event.pk])),
+        client.get(reverse("manage:registrations_csv", args=[event.pk])),
+        Client().get(reverse("manage:registrations", args=[event.pk])),  # to sign-in
+    ]
+    assert [(r.status_code, r["Cache-Control"]) for r in answers] == [
+        (200, PERSONAL),
+        (200, PERSONAL),
+        (302, PERSONAL),
+    ]
 
 
 def test_public_pages_may_be_cached_as_before(registration):
