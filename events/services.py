@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from events import emails
+from events import emails, signals
 from events.errors import ServiceError
 from events.models import Event, EventRole, Registrant, Registration, Session
 
@@ -217,7 +217,8 @@ def cancel_registrations(
 
     Side effects, after commit: the registrant gets a cancellation e-mail
     with METHOD:CANCEL invites; each promoted person gets a confirmation
-    with a METHOD:REQUEST invite.
+    with a METHOD:REQUEST invite; ``signals.registrations_changed`` is sent
+    (open live rooms let the registrant go).
     """
     with transaction.atomic():
         own = Registration.objects.filter(registrant=registrant)
@@ -246,6 +247,7 @@ def cancel_registrations(
         if cancelled:
             ids = [r.session_id for r in cancelled]
             transaction.on_commit(lambda: emails.send_registration_update(registrant.pk, ids))
+            signals.registrations_cancelled(registrant.pk, ids)
         if promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
     return cancelled
@@ -297,6 +299,8 @@ def _decide(*, registration_id: int, event: Event, approve: bool) -> Registratio
         registration.save(update_fields=["status", "ical_revision", "updated_at"])
         registrant_id, session_id = registration.registrant_id, session.pk
         transaction.on_commit(lambda: emails.send_registration_update(registrant_id, [session_id]))
+        if new_status == Status.REJECTED:
+            signals.registrations_cancelled(registrant_id, [session_id])
     return registration
 
 
@@ -322,7 +326,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
 
     A change of time, place or title bumps the iCal SEQUENCE and e-mails
     every confirmed registrant the updated invite after commit; raising the
-    capacity promotes waitlisted registrants.
+    capacity promotes waitlisted registrants. An existing session's edit
+    sends ``signals.session_changed`` (``updated``) after commit, so open
+    live rooms show the new time, title and stream.
     """
     with transaction.atomic():
         if session.pk is None:
@@ -355,12 +361,14 @@ def save_session(*, session: Session, changes: dict) -> Session:
             transaction.on_commit(lambda: emails.send_session_update(locked.pk))
         elif promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
+        signals.send_on_commit(signals.session_changed, session_id=locked.pk, change="updated")
     return locked
 
 
 def cancel_session(*, session_id: int) -> Session:
     """Cancel a session: status ``cancelled``, SEQUENCE bumped, and every
-    confirmed registrant e-mailed a METHOD:CANCEL invite after commit."""
+    confirmed registrant e-mailed a METHOD:CANCEL invite after commit;
+    ``signals.session_changed`` (``cancelled``) tells open live rooms."""
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=session_id)
         if session.status == Session.Status.CANCELLED:
@@ -371,4 +379,5 @@ def cancel_session(*, session_id: int) -> Session:
         session.ical_sequence += 1
         session.save(update_fields=["status", "ical_sequence"])
         transaction.on_commit(lambda: emails.send_session_update(session_id))
+        signals.send_on_commit(signals.session_changed, session_id=session_id, change="cancelled")
     return session

@@ -352,3 +352,33 @@ def test_room_reconnects_and_resyncs_after_a_server_restart(daphne, new_context,
     expect(page.locator("[data-conn]")).to_be_hidden()
     expect(page.locator(".stage-badge")).to_have_text("Live")
     expect(page.locator("[data-screen=live]")).to_be_visible()
+
+
+def test_open_room_shows_a_cancellation_and_a_revoked_place(daphne, new_context):
+    """Changes made on the personal page and in /manage/ (through the same
+    server: the embedded shape has no shared layer) reach open rooms."""
+    server = daphne()
+    session, alice, bob, organiser = _webinar()
+    page_a = _join(new_context(), server, alice, session)
+    bob_context = new_context()
+    page_b = _join(bob_context, server, bob, session)
+
+    # Bob cancels his place in another tab: his room says so and stays shut.
+    personal = bob_context.new_page()
+    personal.on("dialog", lambda dialog: dialog.accept())
+    personal.goto(server.url + reverse("events:personal", args=[bob.token]))
+    personal.get_by_role("button", name="Cancel registration").click()
+    personal.wait_for_load_state()
+    expect(page_b.locator("[data-conn]")).to_contain_text("You can no longer take part")
+    expect(_room(page_b)).to_have_attribute("data-connection", "revoked")
+
+    # The organiser cancels the session: Alice's open room shows it.
+    manage = _sign_in(new_context(), server, organiser, session)
+    manage.goto(f"{server.url}/manage/sessions/{session.pk}/cancel/")
+    manage.get_by_role("button", name="Cancel this session").click()
+    manage.wait_for_load_state()
+    expect(page_a.locator("[data-screen=cancelled]")).to_be_visible()
+    expect(page_a.locator("[data-status-badge]")).to_have_text("Cancelled")
+    expect(page_a.locator("[data-ask-form]")).to_be_hidden()
+    expect(page_a.locator("[data-closed-note]")).to_be_visible()
+    save_screenshot(page_a, "live-attendee-cancelled-desktop")
