@@ -319,6 +319,9 @@ def create_event(*, user: User, **fields) -> Event:
 #: confirmed registrant gets the updated invite.
 INVITE_FIELDS = ("starts_at", "ends_at", "location", "title")
 
+#: Changing one of these changes what an open live room shows.
+ROOM_FIELDS = ("starts_at", "ends_at", "title", "stream_kind", "stream_url")
+
 
 def save_session(*, session: Session, changes: dict) -> Session:
     """Create (``session.pk`` is None) or update a session from validated
@@ -326,9 +329,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
 
     A change of time, place or title bumps the iCal SEQUENCE and e-mails
     every confirmed registrant the updated invite after commit; raising the
-    capacity promotes waitlisted registrants. An existing session's edit
-    sends ``signals.session_changed`` (``updated``) after commit, so open
-    live rooms show the new time, title and stream.
+    capacity promotes waitlisted registrants. A change of time, title or
+    stream sends ``signals.session_changed`` (``updated``) after commit, so
+    open live rooms show it.
     """
     with transaction.atomic():
         if session.pk is None:
@@ -347,6 +350,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
         invite_changed = any(
             name in changes and changes[name] != getattr(locked, name) for name in INVITE_FIELDS
         )
+        room_changed = any(
+            name in changes and changes[name] != getattr(locked, name) for name in ROOM_FIELDS
+        )
         for name, value in changes.items():
             setattr(locked, name, value)
         if invite_changed:
@@ -361,7 +367,8 @@ def save_session(*, session: Session, changes: dict) -> Session:
             transaction.on_commit(lambda: emails.send_session_update(locked.pk))
         elif promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
-        signals.send_on_commit(signals.session_changed, session_id=locked.pk, change="updated")
+        if room_changed:
+            signals.send_on_commit(signals.session_changed, session_id=locked.pk, change="updated")
     return locked
 
 

@@ -330,9 +330,13 @@ def changes_since(session_id: int, since: datetime) -> list[dict[str, Any]]:
     )[:CATCH_UP_LIMIT]
     messages = [_question_message(question) for question in reversed(changed)]
     session = Session.objects.filter(pk=session_id).first()
-    if session is not None and any(
-        moment is not None and moment >= since
-        for moment in (session.live_started_at, session.live_ended_at)
+    if session is not None and (
+        # A cancellation keeps no time: repeating it changes nothing.
+        session.status == Session.Status.CANCELLED
+        or any(
+            moment is not None and moment >= since
+            for moment in (session.live_started_at, session.live_ended_at)
+        )
     ):
         messages.append({"event": "status", "status": session.status})
     return messages

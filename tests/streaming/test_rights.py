@@ -264,3 +264,13 @@ async def test_session_rescheduled_pushes_its_new_state(scene, join, room):
             },
         }
         await alice.receive_nothing()
+
+
+async def test_session_edit_the_room_does_not_show_pushes_nothing(scene, join, room):
+    s = scene.session
+    async with room(s.pk, await join(scene.alice)) as (alice, _):
+        session = await db(Session.objects.get)(pk=s.pk)
+        await db(event_services.save_session)(
+            session=session, changes={"capacity": 500, "location": "Room 2"}
+        )
+        await alice.receive_nothing()

@@ -470,3 +470,11 @@ def test_changes_since_carry_a_status_change_and_stop_at_the_limit(monkeypatch):
     texts = [m["question"]["text"] for m in messages if m["event"] == "question"]
     assert texts == ["question 1", "question 2", "question 3"]  # the latest three
     assert messages[-1] == {"event": "status", "status": "live"}
+
+
+def test_changes_since_repeat_a_cancellation(session):
+    """A cancellation keeps no time of its own: a process that could not hear
+    it learns it on catching up."""
+    since = timezone.now()
+    Session.objects.filter(pk=session.pk).update(status=Session.Status.CANCELLED)
+    assert services.changes_since(session.pk, since) == [{"event": "status", "status": "cancelled"}]
