@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import Signal, receiver
 
-from events.models import EventRole, Session, Speaker
+from events.models import Event, EventRole, Session, Speaker
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ registrations_changed = Signal()
 #: (``change="updated"``: time, place, title, stream, speakers…).
 #: Arguments: ``session_id``, ``change``.
 session_changed = Signal()
+
+#: The event was withdrawn from publication: only its organisers and
+#: moderators may stay in its rooms. Arguments: ``event_id``.
+event_unpublished = Signal()
 
 #: Roles on an event changed for ``user_ids`` (None: for any signed-in
 #: user, when the change cannot name them). Arguments: ``event_id``,
@@ -63,7 +67,20 @@ def registrations_cancelled(registrant_id: int, session_ids: Iterable[int]) -> N
     )
 
 
-# Roles, however they are edited (the admin included) -------------------------------
+# Roles and publication, however they are edited (the admin included) ----------------
+
+
+@receiver(pre_save, sender=Event, dispatch_uid="events.signals.event_saving")
+def _remember_published(sender, instance: Event, **kwargs: Any) -> None:
+    if instance.pk is not None:
+        before = Event.objects.filter(pk=instance.pk).values_list("published", flat=True).first()
+        instance.__dict__["_published_before"] = before
+
+
+@receiver(post_save, sender=Event, dispatch_uid="events.signals.event_saved")
+def _publication_changed(sender, instance: Event, **kwargs: Any) -> None:
+    if instance.__dict__.pop("_published_before", None) and not instance.published:
+        send_on_commit(event_unpublished, event_id=instance.pk)
 
 
 @receiver(post_save, sender=EventRole, dispatch_uid="events.signals.role_saved")

@@ -371,9 +371,19 @@ class RoomHub:
         """Check again, once per participant (whatever their tabs), the members
         a change made elsewhere may concern: registrants named in
         ``registrants``, signed-in users named in ``users`` (or every one,
-        ``any_user``). Who may no longer enter is closed with 4403; whose
+        ``any_user``); or, for ``unpublished``, everyone below the roles
+        that may stay, without reading the database. Who may no longer enter is closed with 4403; whose
         role or name changed is greeted again. The database is read only
         for those members, in a worker thread."""
+        if message.get("unpublished"):
+            # Decided by role alone: no database.
+            for member in list(room.members):
+                if member.participant.role not in access.UNPUBLISHED_ROLES:
+                    try:
+                        await member.revoke()
+                    except Exception:
+                        logger.exception("room %s: could not let a member go", room.session_id)
+            return
         registrants = set(message.get("registrants", ()))
         users = set(message.get("users", ()))
         any_user = bool(message.get("any_user"))

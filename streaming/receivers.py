@@ -31,6 +31,11 @@ def roles_changed(sender, *, event_id: int, user_ids: list[int] | None, **_: Any
     )
 
 
+@receiver(signals.event_unpublished, dispatch_uid="streaming.event_unpublished")
+def event_unpublished(sender, *, event_id: int, **_: Any) -> None:
+    services.announce_unpublished(session_ids=services.event_session_ids(event_id))
+
+
 @receiver(signals.session_changed, dispatch_uid="streaming.session_changed")
 def session_changed(sender, *, session_id: int, change: str, **_: Any) -> None:
     services.announce_session_change(session_id=session_id, change=change)

@@ -382,6 +382,14 @@ def announce_access_change(
         groups.publish_or_log(session_id, message)
 
 
+def announce_unpublished(*, session_ids: list[int]) -> None:
+    """Tell open rooms their event was withdrawn from publication: each
+    process closes (4403) every member whose role may not enter an
+    unpublished event, from the roles it already knows (no database)."""
+    for session_id in session_ids:
+        groups.publish_or_log(session_id, {"event": "access", "unpublished": True})
+
+
 def event_session_ids(event_id: int) -> list[int]:
     """Every session of the event: a room may be open whatever its status."""
     return list(Session.objects.filter(event_id=event_id).values_list("pk", flat=True))

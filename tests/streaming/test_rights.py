@@ -274,3 +274,22 @@ async def test_session_edit_the_room_does_not_show_pushes_nothing(scene, join, r
             session=session, changes={"capacity": 500, "location": "Room 2"}
         )
         await alice.receive_nothing()
+
+
+async def test_event_unpublished_lets_everyone_go_but_organisers_and_moderators(
+    scene, join, login, room
+):
+    s = scene.session
+    async with (
+        room(s.pk, await join(scene.alice)) as (alice, _),
+        room(s.pk, await login(scene.moderator)) as (moderator, _),
+        room(s.pk, await login(scene.organiser)) as (organiser, _),
+    ):
+        event = scene.event
+        event.published = False
+        await db(event.save)()
+        assert await closed(alice) == REVOKED
+        for host in (moderator, organiser):
+            await host.send_json_to({"type": "ping", "ref": "still"})
+            assert await receive(host) == {"type": "pong", "ref": "still"}
+        assert await viewers_now(s.pk) == 0
