@@ -653,6 +653,7 @@ async def test_moderation_after_votes_never_shows_an_older_count(scene, join, lo
 # Rights changed elsewhere -----------------------------------------------------------------
 
 
+@pytest.mark.django_db
 async def test_an_access_change_checks_only_the_named_members_once_each(monkeypatch):
     checked: list[Participant] = []
     demoted = FakeMember("moderator", user_id=10)
@@ -681,6 +682,7 @@ async def test_an_access_change_checks_only_the_named_members_once_each(monkeypa
     assert room.received == 0  # no frame for the room
 
 
+@pytest.mark.django_db
 async def test_an_unchanged_participant_is_left_alone(monkeypatch):
     member = staff("moderator", 10)
     monkeypatch.setattr(hub_module.access, "recheck", lambda participant: participant)
