@@ -658,7 +658,9 @@
       var qaTab = document.getElementById("tab-qa");
       if (qaTab) { selectTab(qaTab, false); }
       var tablist = $("[role=tablist]");
-      if (tablist) { tablist.hidden = true; }
+      if (tablist) { tablist.remove(); }
+      var qaPanel = document.getElementById("panel-qa");
+      if (qaPanel) { ["role", "aria-labelledby", "tabindex"].forEach(function (name) { qaPanel.removeAttribute(name); }); }
       var modPanel = document.getElementById("panel-mod");
       if (modPanel) { modPanel.remove(); }
       tabs = [];

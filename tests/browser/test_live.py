@@ -382,3 +382,33 @@ def test_open_room_shows_a_cancellation_and_a_revoked_place(daphne, new_context)
     expect(page_a.locator("[data-ask-form]")).to_be_hidden()
     expect(page_a.locator("[data-closed-note]")).to_be_visible()
     save_screenshot(page_a, "live-attendee-cancelled-desktop")
+
+
+def test_an_organiser_demoted_in_the_admin_loses_moderation_in_the_open_room(daphne, new_context):
+    from events.models import EventRole
+    from tests.factories import make_user
+
+    server = daphne()
+    session, _alice, _bob, organiser = _webinar()
+    EventRole.objects.create(event=session.event, user=organiser, role=EventRole.Role.SPEAKER)
+    role = EventRole.objects.get(user=organiser, role=EventRole.Role.ORGANISER)
+    page = _sign_in(new_context(), server, organiser, session)
+    expect(page.get_by_role("tab", name="Moderation")).to_be_visible()
+    expect(page.locator("[data-go-live]")).to_be_visible()
+
+    root = make_user("root", staff=True, password=PASSWORD)
+    root.is_superuser = True
+    root.save()
+    admin = new_context().new_page()
+    admin.goto(f"{server.url}/admin/login/?next=/admin/events/eventrole/{role.pk}/delete/")
+    admin.locator("#id_username").fill("root")
+    admin.locator("#id_password").fill(PASSWORD)
+    admin.locator("input[type=submit]").click()
+    admin.locator("input[type=submit]").click()  # "Yes, I'm sure"
+    admin.wait_for_url("**/admin/events/eventrole/")
+
+    expect(page.get_by_role("tab", name="Moderation")).to_have_count(0)
+    expect(page.locator("#panel-mod")).to_have_count(0)
+    expect(page.locator("[data-organiser-controls]")).to_be_hidden()
+    expect(page.locator("[data-ask-form]")).to_be_visible()
+    expect(_room(page)).to_have_attribute("data-connection", "open")
