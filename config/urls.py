@@ -19,6 +19,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("manage/", include("events.manage_urls")),
     path("manage/", include("attendance.manage_urls")),
+    path("manage/", include("streaming.manage_urls")),
     path("", include("attendance.urls")),
     path("", include("streaming.urls")),
     path("", include("events.urls")),

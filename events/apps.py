@@ -8,5 +8,6 @@ class EventsConfig(AppConfig):
 
     def ready(self) -> None:
         # Edits to sessions and speakers mark the event's public page as
-        # changed, whichever process or command makes them.
-        from events import pages  # noqa: F401
+        # changed, whichever process or command makes them (pages); role and
+        # speaker edits, in /manage/ or the admin, reach open rooms (signals).
+        from events import pages, signals  # noqa: F401

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from events import emails
+from events import emails, signals
 from events.errors import ServiceError
 from events.models import (
     CONFIRM_WITHIN,
@@ -254,7 +254,8 @@ def cancel_registrations(
 
     Side effects, after commit: the registrant gets a cancellation e-mail
     with METHOD:CANCEL invites; each promoted person gets a confirmation
-    with a METHOD:REQUEST invite.
+    with a METHOD:REQUEST invite; ``signals.registrations_changed`` is sent
+    (open live rooms let the registrant go).
     """
     with transaction.atomic():
         own = Registration.objects.filter(registrant=registrant)
@@ -285,6 +286,7 @@ def cancel_registrations(
             transaction.on_commit(
                 lambda: emails.send_registration_update(registrant.pk, ids, capped=True)
             )
+            signals.registrations_cancelled(registrant.pk, ids)
         if promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
     return cancelled
@@ -386,6 +388,8 @@ def _decide(*, registration_id: int, event: Event, approve: bool) -> Registratio
         registration.save(update_fields=["status", "ical_revision", "updated_at"])
         registrant_id, session_id = registration.registrant_id, session.pk
         transaction.on_commit(lambda: emails.send_registration_update(registrant_id, [session_id]))
+        if new_status == Status.REJECTED:
+            signals.registrations_cancelled(registrant_id, [session_id])
     return registration
 
 
@@ -404,6 +408,9 @@ def create_event(*, user: User, **fields) -> Event:
 #: confirmed registrant gets the updated invite.
 INVITE_FIELDS = ("starts_at", "ends_at", "location", "title")
 
+#: Changing one of these changes what an open live room shows.
+ROOM_FIELDS = ("starts_at", "ends_at", "title", "stream_kind", "stream_url")
+
 
 def save_session(*, session: Session, changes: dict) -> Session:
     """Create (``session.pk`` is None) or update a session from validated
@@ -411,7 +418,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
 
     A change of time, place or title bumps the iCal SEQUENCE and e-mails
     every confirmed registrant the updated invite after commit; raising the
-    capacity promotes waitlisted registrants.
+    capacity promotes waitlisted registrants. A change of time, title or
+    stream sends ``signals.session_changed`` (``updated``) after commit, so
+    open live rooms show it.
     """
     with transaction.atomic():
         if session.pk is None:
@@ -430,6 +439,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
         invite_changed = any(
             name in changes and changes[name] != getattr(locked, name) for name in INVITE_FIELDS
         )
+        room_changed = any(
+            name in changes and changes[name] != getattr(locked, name) for name in ROOM_FIELDS
+        )
         for name, value in changes.items():
             setattr(locked, name, value)
         if invite_changed:
@@ -444,12 +456,15 @@ def save_session(*, session: Session, changes: dict) -> Session:
             transaction.on_commit(lambda: emails.send_session_update(locked.pk))
         elif promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
+        if room_changed:
+            signals.send_on_commit(signals.session_changed, session_id=locked.pk, change="updated")
     return locked
 
 
 def cancel_session(*, session_id: int) -> Session:
     """Cancel a session: status ``cancelled``, SEQUENCE bumped, and every
-    confirmed registrant e-mailed a METHOD:CANCEL invite after commit."""
+    confirmed registrant e-mailed a METHOD:CANCEL invite after commit;
+    ``signals.session_changed`` (``cancelled``) tells open live rooms."""
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=session_id)
         if session.status == Session.Status.CANCELLED:
@@ -460,4 +475,5 @@ def cancel_session(*, session_id: int) -> Session:
         session.ical_sequence += 1
         session.save(update_fields=["status", "ical_sequence"])
         transaction.on_commit(lambda: emails.send_session_update(session_id))
+        signals.send_on_commit(signals.session_changed, session_id=session_id, change="cancelled")
     return session

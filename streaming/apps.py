@@ -5,3 +5,7 @@ from django.utils.translation import gettext_lazy as _
 class StreamingConfig(AppConfig):
     name = "streaming"
     verbose_name = _("Live room")
+
+    def ready(self) -> None:
+        # Registrations, roles and sessions changed elsewhere reach open rooms.
+        from streaming import receivers  # noqa: F401

@@ -58,13 +58,16 @@ Handler = Callable[["LiveConsumer", dict[str, Any], Any], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {}
 
 
-def handles(message_type: str, *, role: str = "attendee") -> Callable[[Handler], Handler]:
-    """Register a handler for ``message_type``, for participants of at least ``role``."""
+def handles(message_type: str, *, needs: str | None = None) -> Callable[[Handler], Handler]:
+    """Register a handler for ``message_type``, for participants with the
+    capability ``needs`` (:data:`streaming.access.CAPABILITIES`; None: anyone
+    in the room). A cheap first check on the role the connection opened
+    with: the service checks the right again against the database."""
 
     def register(handler: Handler) -> Handler:
         @wraps(handler)
         async def guarded(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
-            if not consumer.participant.at_least(role):
+            if needs is not None and not consumer.participant.can(needs):
                 raise ServiceError("forbidden", _("You may not do that in this room."))
             await handler(consumer, message, ref)
 
@@ -103,6 +106,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     participant: Participant
     joined = False
     counted = False
+    #: Being greeted again after a role change: frames from the client are
+    #: still answered meanwhile.
+    reentering = False
+    #: A role change that arrived before the first hello was sent.
+    changed_to: Participant | None = None
     #: Set once the hello is sent: the hub writes room frames through it.
     writer: transport.Writer | None = None
 
@@ -149,11 +157,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # then arrives through the hub and is held until hello is sent.
         self.joined = True
         await hub().join(session_id, self)
+        if not self.joined:
+            return  # let go meanwhile (hub().join waits for the subscription)
         if participant.counted and participant.registrant_id is not None:
             self.counted = True
             tracker().arrive(session_id, participant.registrant_id)
             await presence().join(session_id, participant.registrant_id)
         state = await database_sync_to_async(services.room_state)(participant=participant)
+        if not self.joined or self.participant is not participant:
+            return  # let go, or about to be greeted as someone else
         self.voted = set(state["voted"])
         hello = {
             "type": "hello",
@@ -173,11 +185,46 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # room frames written straight to the socket queue up behind it.
         self.writer = transport.writer_for(self.base_send)
         self.ready = True
+        if self.changed_to is not None:
+            changed, self.changed_to = self.changed_to, None
+            await self.reenter(changed)
 
     async def deliver(self, text: str) -> None:
         """Called by the hub with an encoded room frame (once ready) when it
         cannot write to the connection directly."""
         await self.send(text_data=text)
+
+    async def revoke(self) -> None:
+        """Called by the hub: a change made elsewhere (a registration
+        cancelled, a role removed) means this connection may no longer enter.
+        It leaves the room, the count and attendance, and is closed with
+        4403, reason ``revoked``."""
+        await self._leave()
+        await self.close(code=CLOSE_FORBIDDEN, reason="revoked")
+
+    async def reenter(self, participant: Participant) -> None:
+        """Called by the hub: the participant's role (or name) changed. The
+        connection leaves the room and enters again as ``participant`` with
+        a fresh ``hello``: a moderator who lost the role stops receiving
+        pending questions at once."""
+        if not self.joined:
+            return
+        if not self.ready:
+            self.changed_to = participant  # greeted anew once its hello is out
+            return
+        self.reentering = True
+        try:
+            await self._leave()
+            self.participant = participant
+            self.voted = set()
+            self.held = []
+            await self._enter(participant.session_id)
+        except Exception:
+            logger.exception("could not greet a member again in room %s", participant.session_id)
+            await self._leave()
+            await self.close(code=CLOSE_UNAVAILABLE)
+        finally:
+            self.reentering = False
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
@@ -197,7 +244,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await presence().leave(session_id, self.participant.registrant_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not self.joined:
+        if not (self.joined or self.reentering):
             return
         # Error messages in the visitor's language, as on the pages.
         with translation.override(self.language):
@@ -301,7 +348,7 @@ async def ping(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> Non
     await consumer.send_json({"type": "pong", "ref": ref})
 
 
-@handles("question.ask")
+@handles("question.ask", needs="ask")
 async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
     text, anonymous = message.get("text"), message.get("anonymous", False)
@@ -319,7 +366,7 @@ async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None
     await consumer._ack(ref, id=question["id"])
 
 
-@handles("question.vote")
+@handles("question.vote", needs="vote")
 async def vote(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
     # Malformed votes are refused without spending the allowance.
@@ -332,7 +379,7 @@ async def vote(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> Non
         await consumer._ack(ref, id=question["id"])
 
 
-@handles("question.moderate", role="moderator")
+@handles("question.moderate", needs="moderate")
 async def moderate(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     question = await _call(services.moderate_question)(
         participant=consumer.participant,
@@ -344,7 +391,7 @@ async def moderate(consumer: LiveConsumer, message: dict[str, Any], ref: Any) ->
         await consumer._ack(ref, id=question["id"])
 
 
-@handles("session.status", role="organiser")
+@handles("session.status", needs="status")
 async def session_status(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
     await _call(services.set_session_status)(

@@ -36,10 +36,10 @@ def publish(session_id: int, event: dict[str, Any]) -> None:
 def publish_on_commit(session_id: int, event: dict[str, Any]) -> None:
     """Publish once the current transaction commits, so nothing that could
     still roll back is ever announced."""
-    transaction.on_commit(lambda: _publish_or_log(session_id, event))
+    transaction.on_commit(lambda: publish_or_log(session_id, event))
 
 
-def _publish_or_log(session_id: int, event: dict[str, Any]) -> None:
+def publish_or_log(session_id: int, event: dict[str, Any]) -> None:
     """What is committed stays committed and acknowledged even if the layer
     is briefly unreachable: each process's hub replays what changed once it
     hears the layer again (``RoomHub._catch_up``)."""

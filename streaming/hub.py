@@ -6,15 +6,16 @@ Contract:
   by one task, however many of its viewers are in the room. A room message
   therefore crosses the layer (or Redis) once per process, not once per
   viewer, and never goes through a viewer consumer's dispatch.
-- Each message is encoded at most once per distinct view of it (moderator
-  or not, voted or not: at most four encodings), then written to every
+- Each message is encoded at most once per distinct view of it (voted or
+  not, or the removal notice: at most three encodings), then written to every
   local member in turn, in arrival order. Each distinct text is framed
   once and written straight to the member's socket when
   :mod:`streaming.transport` allows it; otherwise it goes through the
   member's ``deliver``. Either way a connection's frames keep their order.
-- Members see only what they may: pending questions reach moderators and
-  their author; a rejected question reaches non-moderators as
-  ``question.removed``; anonymous authors are hidden from non-moderators.
+- Members see only what they may, as :mod:`streaming.access` decides:
+  pending questions reach moderators and their author; a rejected question
+  reaches non-moderators as ``question.removed``; an anonymous author is
+  hidden from everyone.
 - Vote counts reach a room at most once every :data:`VOTES_EVERY` seconds.
   A vote changes its voter's ``voted`` set at once, in every tab; the
   ``question`` frames it causes go out at once only when the room had no
@@ -31,11 +32,19 @@ Contract:
   however fast people come and go.
 - The last member leaving starts a short grace period; the process leaves
   the group only if nobody rejoined by then.
+- A change of rights made elsewhere (``access`` room message: a
+  registration cancelled, a role removed) is no frame: each process checks
+  again, against the database, only the members it names, once per
+  participant, off the room's lock; those who may no longer enter are
+  closed with 4403 (``revoke``), those whose role changed get a new hello
+  (``reenter``). A session cancelled or edited in /manage/ arrives as
+  ``session.status`` / ``session.changed`` for everyone.
 
 A member is anything with ``participant``, ``voted`` (the question ids its
 voter has voted for), ``ready``, ``held``, ``writer`` (a
-:class:`streaming.transport.Writer` or None) and ``async deliver(text)``;
-see :class:`streaming.consumers.LiveConsumer`.
+:class:`streaming.transport.Writer` or None), ``async deliver(text)``,
+``async revoke()`` and ``async reenter(participant)``; see
+:class:`streaming.consumers.LiveConsumer`.
 """
 
 from __future__ import annotations
@@ -53,10 +62,10 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from attendance import tracker as attendance_tracker
-from streaming import services
+from streaming import access, services
+from streaming.access import REMOVE, Participant, question_view
 from streaming.groups import room_group
 from streaming.presence import LocalPresence, presence
-from streaming.services import Participant
 from streaming.transport import PreparedFrames, Writer
 
 logger = logging.getLogger(__name__)
@@ -80,6 +89,12 @@ class Member(Protocol):
     writer: Writer | None
 
     async def deliver(self, text: str) -> None: ...
+
+    #: This member may no longer enter: close it (4403) and leave the room.
+    async def revoke(self) -> None: ...
+
+    #: This member's role or name changed: greet it again as ``participant``.
+    async def reenter(self, participant: Participant) -> None: ...
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -111,6 +126,8 @@ class Room:
     votes: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     votes_sent_at: float = float("-inf")
     votes_flush: asyncio.Task | None = None
+    #: Members being checked again after a change made elsewhere.
+    rechecks: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for member in list(self.members):
@@ -198,7 +215,7 @@ class RoomHub:
             return
         del self.rooms[room.session_id]
         current = asyncio.current_task()
-        for task in [*room.tasks, room.votes_flush]:
+        for task in [*room.tasks, *room.rechecks, room.votes_flush]:
             if task is not None and task is not current:
                 task.cancel()
         if self.layer is not None and room.channel:
@@ -310,6 +327,13 @@ class RoomHub:
     # Fan-out ---------------------------------------------------------------------
 
     async def fan_out(self, room: Room, message: dict[str, Any]) -> None:
+        if message.get("event") == "access":
+            # Rights changed elsewhere: checked against the database off the
+            # room's lock, so the room's frames never wait for it.
+            task = asyncio.ensure_future(self._recheck(room, message))
+            room.rechecks.add(task)
+            task.add_done_callback(room.rechecks.discard)
+            return
         async with room.lock:
             room.received += 1
             if message.get("event") == "question":
@@ -342,6 +366,52 @@ class RoomHub:
             text = frame_for(member, message, frames)
             if text is not None:
                 await _deliver(member, text, prepared)
+
+    async def _recheck(self, room: Room, message: dict[str, Any]) -> None:
+        """Check again, once per participant (whatever their tabs), the members
+        a change made elsewhere may concern: registrants named in
+        ``registrants``, signed-in users named in ``users`` (or every one,
+        ``any_user``); or, for ``unpublished``, everyone below the roles
+        that may stay, without reading the database. Who may no longer enter is closed with 4403; whose
+        role or name changed is greeted again. The database is read only
+        for those members, in a worker thread."""
+        if message.get("unpublished"):
+            # Decided by role alone: no database.
+            for member in list(room.members):
+                if member.participant.role not in access.UNPUBLISHED_ROLES:
+                    try:
+                        await member.revoke()
+                    except Exception:
+                        logger.exception("room %s: could not let a member go", room.session_id)
+            return
+        registrants = set(message.get("registrants", ()))
+        users = set(message.get("users", ()))
+        any_user = bool(message.get("any_user"))
+        affected: dict[Participant, list[Member]] = {}
+        for member in list(room.members):
+            who = member.participant
+            if who.registrant_id in registrants or (
+                who.user_id is not None and (any_user or who.user_id in users)
+            ):
+                affected.setdefault(who, []).append(member)
+        for before, members in affected.items():
+            try:
+                after = await database_sync_to_async(access.recheck)(before)
+            except Exception:
+                logger.exception("room %s: could not check a member again", room.session_id)
+                continue
+            if after == before:
+                continue
+            for member in members:
+                if member not in room.members or member.participant != before:
+                    continue  # left, or already greeted anew, meanwhile
+                try:
+                    if after is None:
+                        await member.revoke()
+                    else:
+                        await member.reenter(after)
+                except Exception:
+                    logger.exception("room %s: could not apply a rights change", room.session_id)
 
     def _hold_vote(self, room: Room, message: dict[str, Any]) -> None:
         """Apply a vote to its voter's tabs now; its frames wait for the flush."""
@@ -389,6 +459,10 @@ def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -
         if "status" not in frames:
             frames["status"] = encode({"type": "session.status", "status": message["status"]})
         return frames["status"]
+    if event == "session":
+        if "session" not in frames:
+            frames["session"] = encode({"type": "session.changed", "session": message["session"]})
+        return frames["session"]
     if event != "question":
         logger.warning("unknown room message %r", event)
         return None
@@ -397,24 +471,26 @@ def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -
     participant = member.participant
     if participant.key == message.get("voter"):
         _apply_vote(member, message)
-    moderator = participant.moderates
-    if not moderator:
-        own = participant.key == message["author"]
-        if question["status"] == "pending" and not own:
-            return None
-        if question["status"] == "rejected":
-            if not (own or message.get("was_visible", True)):
-                return None  # never shown to this reader: nothing to remove
-            if "removed" not in frames:
-                frames["removed"] = encode({"type": "question.removed", "id": question_id})
-            return frames["removed"]
-    view = (moderator, question_id in member.voted)
-    if view not in frames:
-        body = dict(question, voted=view[1])
-        if message.get("anonymous") and not moderator:
-            body["author"] = None
-        frames[view] = encode({"type": "question", "question": body})
-    return frames[view]
+    view = question_view(
+        participant,
+        status=question["status"],
+        author_key=message["author"],
+        was_visible=message.get("was_visible", True),
+    )
+    if view is None:
+        return None
+    if view == REMOVE:
+        if REMOVE not in frames:
+            frames[REMOVE] = encode({"type": "question.removed", "id": question_id})
+        return frames[REMOVE]
+    # Everyone who may see a question sees the same body; only ``voted`` differs.
+    voted = question_id in member.voted
+    if voted not in frames:
+        body = dict(question, voted=voted)
+        if message.get("anonymous"):
+            body["author"] = None  # never shown in the room (access.shown_author)
+        frames[voted] = encode({"type": "question", "question": body})
+    return frames[voted]
 
 
 def _apply_vote(member: Member, message: dict[str, Any]) -> None:

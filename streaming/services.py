@@ -12,56 +12,28 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from events.errors import ServiceError
-from events.models import EventRole, Registration, Session
-from events.queries import roles_for
+from events.models import Session
 from events.services import has_visible_character
-from streaming import groups
+from streaming import access, groups
+from streaming.access import Participant
 from streaming.models import Question, Vote
 
 MAX_QUESTION_LENGTH = 500
 MAX_ANSWER_LENGTH = 2000
 
-ROLE_RANK = {"attendee": 0, "speaker": 1, "moderator": 2, "organiser": 3}
-
-
-@dataclass(frozen=True)
-class Participant:
-    """Who is on one connection, resolved once when it opens."""
-
-    session_id: int
-    event_id: int
-    role: str  # attendee | speaker | moderator | organiser
-    name: str
-    registrant_id: int | None = None
-    user_id: int | None = None
-    #: Counted as a viewer: registrants only, never staff or event roles
-    #: that moderate or organise.
-    counted: bool = False
-
-    # Cached: the hub reads these for every viewer on every room message.
-    @cached_property
-    def key(self) -> str:
-        """One identity across tabs and processes: votes, rate limits, authorship."""
-        return f"r{self.registrant_id}" if self.registrant_id else f"u{self.user_id}"
-
-    @cached_property
-    def moderates(self) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK["moderator"]
-
-    def at_least(self, role: str) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+#: Who may enter and do what is decided in :mod:`streaming.access`; the
+#: participant type is re-exported for the callers of these services.
+__all__ = ["Participant"]
 
 
 # Entering -------------------------------------------------------------------------
@@ -74,6 +46,10 @@ def session_info(session: Session) -> dict[str, Any]:
         "title": session.title,
         "status": session.status,
         "stream": {"kind": kind, "url": session.stream_url or None},
+        # Beyond SPEC §6's fields: a rescheduled session's new times reach
+        # open rooms (``session.changed``) and every later hello.
+        "starts_at": session.starts_at.isoformat(),
+        "ends_at": session.ends_at.isoformat(),
     }
 
 
@@ -84,72 +60,26 @@ def enter_room(
     registrant_id: int | None = None,
     registrant_for_event: Callable[[int], int | None] | None = None,
 ) -> Participant:
-    """Decide who this connection is. ``not_found`` for an unknown session;
-    ``forbidden`` unless the user has a role on the event (or is staff) or
-    the browser was marked, by a join link, as a registrant with a confirmed
-    place on this session. The registrant is ``registrant_id``, or the one
+    """Decide who this connection is (:func:`streaming.access.participant_for`).
+    ``not_found`` for an unknown session; ``forbidden`` for someone who may
+    not enter. The registrant is ``registrant_id``, or the one
     ``registrant_for_event(event_id)`` names once the session is loaded."""
-    session = Session.objects.select_related("event").filter(pk=session_id).first()
-    if session is None:
-        raise ServiceError("not_found", _("There is no such session."))
+    session = access.load_session(session_id)
     if registrant_id is None and registrant_for_event is not None:
         registrant_id = registrant_for_event(session.event_id)
-    roles = roles_for(user, session.event_id)
-    speaker = None
-    if user is not None and user.is_authenticated:
-        speaker = session.speakers.filter(user=user).first()
-        if speaker is not None:
-            roles.add(EventRole.Role.SPEAKER)
-    registration = None
-    if registrant_id is not None:
-        registration = (
-            Registration.objects.select_related("registrant")
-            .filter(
-                registrant_id=registrant_id,
-                registrant__event_id=session.event_id,
-                session=session,
-                status=Registration.Status.CONFIRMED,
-            )
-            .first()
-        )
-    role = next((r for r in ("organiser", "moderator", "speaker") if r in roles), None)
-    if role is None and registration is None:
-        raise ServiceError("forbidden", _("Open your personal join link to enter this room."))
-    if not session.event.published and role not in ("organiser", "moderator"):
-        raise ServiceError("forbidden", _("This event is not published."))
-    if registration is not None and role in (None, "speaker"):
-        return Participant(
-            session_id=session.pk,
-            event_id=session.event_id,
-            role=role or "attendee",
-            name=registration.registrant.name,
-            registrant_id=registration.registrant_id,
-            user_id=user.pk if role else None,
-            counted=not (user is not None and user.is_authenticated and user.is_staff),
-        )
-    assert role is not None
-    # The room knows a speaker by the name on the programme, not the login.
-    name = speaker.name if role == "speaker" and speaker is not None else ""
-    return Participant(
-        session_id=session.pk,
-        event_id=session.event_id,
-        role=role,
-        name=name or user.get_full_name() or user.get_username(),
-        user_id=user.pk,
-    )
+    return access.participant_for(session=session, user=user, registrant_id=registrant_id)
 
 
 def room_state(*, participant: Participant) -> dict[str, Any]:
     """What ``hello`` carries: the session, the questions this participant
-    may see (moderators also pending and rejected ones; authors their own
-    pending ones), and the ids they voted for."""
+    may see (:func:`streaming.access.visible_questions`), and the ids they
+    voted for."""
     session = Session.objects.get(pk=participant.session_id)
-    questions = Question.objects.filter(session=session).order_by("created_at", "pk")
-    if not participant.moderates:
-        questions = questions.filter(
-            Q(status=Question.Status.VISIBLE)
-            | Q(status=Question.Status.PENDING, **_authored_by(participant))
-        )
+    questions = (
+        Question.objects.filter(session=session)
+        .filter(access.visible_questions(participant))
+        .order_by("created_at", "pk")
+    )
     voted = set(
         Vote.objects.filter(question__session=session, **_voter(participant)).values_list(
             "question_id", flat=True
@@ -157,15 +87,9 @@ def room_state(*, participant: Participant) -> dict[str, Any]:
     )
     return {
         "session": session_info(session),
-        "questions": [serialize_question(q, moderator=participant.moderates) for q in questions],
+        "questions": [serialize_question(q) for q in questions],
         "voted": sorted(voted),
     }
-
-
-def _authored_by(participant: Participant) -> dict[str, Any]:
-    if participant.registrant_id:
-        return {"author_registrant_id": participant.registrant_id}
-    return {"author_user_id": participant.user_id}
 
 
 def _voter(participant: Participant) -> dict[str, Any]:
@@ -177,14 +101,16 @@ def _voter(participant: Participant) -> dict[str, Any]:
 # Questions ----------------------------------------------------------------------
 
 
-def serialize_question(question: Question, *, moderator: bool) -> dict[str, Any]:
+def serialize_question(question: Question) -> dict[str, Any]:
     """The protocol's Question, without ``voted`` (which depends on the
-    reader). The author's name is hidden from non-moderators when anonymous."""
+    reader). An anonymous author's name is shown to nobody in the room
+    (:func:`streaming.access.shown_author`)."""
     return {
         "id": question.pk,
         "text": question.text,
-        "author": None if question.anonymous and not moderator else question.author_name,
-        # Beyond SPEC §6's fields: tells moderators a named author asked anonymously.
+        "author": access.shown_author(anonymous=question.anonymous, name=question.author_name),
+        # Beyond SPEC §6's fields: tells everyone, moderators too, that the
+        # question was asked anonymously (rather than by someone nameless).
         "anonymous": question.anonymous,
         "votes": question.votes,
         "status": question.status,
@@ -254,6 +180,7 @@ def ask_question(*, participant: Participant, text: Any, anonymous: Any = False)
     moderators and the author)."""
     text = check_question(text=text, anonymous=anonymous)
     with transaction.atomic():
+        participant = access.require(participant, "ask")
         session = _open_session(participant.session_id)
         pending = session.qa_moderated and not participant.moderates
         question = Question.objects.create(
@@ -266,7 +193,7 @@ def ask_question(*, participant: Participant, text: Any, anonymous: Any = False)
             status=Question.Status.PENDING if pending else Question.Status.VISIBLE,
         )
         _announce(question, author=participant.key)
-    return serialize_question(question, moderator=participant.moderates)
+    return serialize_question(question)
 
 
 def vote_question(*, participant: Participant, question_id: Any, up: Any) -> dict[str, Any]:
@@ -276,6 +203,7 @@ def vote_question(*, participant: Participant, question_id: Any, up: Any) -> dic
     Broadcast after commit, when the count changed: ``question``."""
     check_vote(question_id=question_id, up=up)
     with transaction.atomic():
+        participant = access.require(participant, "vote")
         _open_session(participant.session_id)
         question = _question(participant, question_id, lock=True)
         if question.status != Question.Status.VISIBLE:
@@ -296,7 +224,7 @@ def vote_question(*, participant: Participant, question_id: Any, up: Any) -> dic
             )
             question.refresh_from_db(fields=["votes"])
             _announce(question, voter=participant.key, up=up)
-    return serialize_question(question, moderator=participant.moderates)
+    return serialize_question(question)
 
 
 MODERATION_ACTIONS = ("approve", "reject", "answer", "pin", "unpin")
@@ -320,6 +248,7 @@ def moderate_question(
     with transaction.atomic():
         # The session lock serialises pinning, so two pins cannot race.
         Session.objects.select_for_update().get(pk=participant.session_id)
+        access.require(participant, "moderate")
         question = _question(participant, question_id, lock=True)
         if action == "approve":
             if question.status == Question.Status.REJECTED:
@@ -352,7 +281,7 @@ def moderate_question(
         # Who must be told of a rejection: everyone if the room saw it,
         # else only its author.
         _announce(question, was_visible=was_visible)
-    return serialize_question(question, moderator=True)
+    return serialize_question(question)
 
 
 def _require_id(value: Any) -> None:
@@ -378,7 +307,7 @@ def _announce(question: Question, **extra: Any) -> None:
 def _question_message(question: Question) -> dict[str, Any]:
     return {
         "event": "question",
-        "question": serialize_question(question, moderator=True),
+        "question": serialize_question(question),
         "anonymous": question.anonymous,
         "author": f"r{question.author_registrant_id}"
         if question.author_registrant_id
@@ -400,15 +329,82 @@ def changes_since(session_id: int, since: datetime) -> list[dict[str, Any]]:
     )[:CATCH_UP_LIMIT]
     messages = [_question_message(question) for question in reversed(changed)]
     session = Session.objects.filter(pk=session_id).first()
-    if session is not None and any(
-        moment is not None and moment >= since
-        for moment in (session.live_started_at, session.live_ended_at)
+    if session is not None and (
+        # A cancellation keeps no time: repeating it changes nothing.
+        session.status == Session.Status.CANCELLED
+        or any(
+            moment is not None and moment >= since
+            for moment in (session.live_started_at, session.live_ended_at)
+        )
     ):
         messages.append({"event": "status", "status": session.status})
     return messages
 
 
+# Changes made elsewhere -----------------------------------------------------------------
+
+
+def announce_session_change(*, session_id: int, change: str) -> None:
+    """Tell open rooms that the session changed outside the room (in
+    /manage/): ``session.status`` ``cancelled`` for a cancellation, else
+    ``session.changed`` with its new state (time, title, stream). Called
+    after the change committed."""
+    if change == "cancelled":
+        groups.publish_or_log(session_id, {"event": "status", "status": "cancelled"})
+        return
+    session = Session.objects.filter(pk=session_id).first()
+    if session is not None:
+        groups.publish_or_log(session_id, {"event": "session", "session": session_info(session)})
+
+
+def announce_access_change(
+    *,
+    session_ids: list[int],
+    registrant_ids: list[int] | None = None,
+    user_ids: list[int] | None = None,
+    any_user: bool = False,
+) -> None:
+    """Tell open rooms whose rights may have changed: the registrants
+    ``registrant_ids``, the users ``user_ids``, or (``any_user``) every
+    signed-in member. Each process's hub checks those members again, once
+    each, and closes or greets them anew. Called after the change committed."""
+    message: dict[str, Any] = {"event": "access"}
+    if registrant_ids:
+        message["registrants"] = sorted(registrant_ids)
+    if user_ids:
+        message["users"] = sorted(user_ids)
+    if any_user:
+        message["any_user"] = True
+    if len(message) == 1:
+        return
+    for session_id in session_ids:
+        groups.publish_or_log(session_id, message)
+
+
+def announce_unpublished(*, session_ids: list[int]) -> None:
+    """Tell open rooms their event was withdrawn from publication: each
+    process closes (4403) every member whose role may not enter an
+    unpublished event, from the roles it already knows (no database)."""
+    for session_id in session_ids:
+        groups.publish_or_log(session_id, {"event": "access", "unpublished": True})
+
+
+def event_session_ids(event_id: int) -> list[int]:
+    """Every session of the event: a room may be open whatever its status."""
+    return list(Session.objects.filter(event_id=event_id).values_list("pk", flat=True))
+
+
 # Session status ---------------------------------------------------------------------
+
+
+def _may(user, session: Session, capability: str) -> bool:
+    """Whether ``user`` (signed in, no registrant) may do ``capability`` in
+    ``session``'s room, as :mod:`streaming.access` decides."""
+    try:
+        who = access.participant_for(session=session, user=user, registrant_id=None)
+    except ServiceError:
+        return False
+    return who.can(capability)
 
 
 STATUS_CHANGES: dict[str, tuple[str, ...]] = {
@@ -426,7 +422,7 @@ def set_session_status(*, session_id: int, status: Any, user_id: int) -> dict[st
         session = Session.objects.select_for_update().filter(pk=session_id).first()
         if session is None:
             raise ServiceError("invalid", _("There is no such session."))
-        if "organiser" not in roles_for(user, session.event_id):
+        if not _may(user, session, "status"):
             raise ServiceError("forbidden", _("Only organisers can start or end a session."))
         if not isinstance(status, str) or status not in STATUS_CHANGES:
             raise ServiceError("invalid", _("status must be live or ended."))

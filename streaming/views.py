@@ -7,35 +7,35 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from events.models import EventRole, Registrant, Registration, Session
-from events.queries import roles_for
+from events.errors import ServiceError
+from events.models import Registrant, Session
 from events.views import registrant_for
-from streaming import services
+from streaming import access, services
 
 
 def live(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(Session.objects.select_related("event"), pk=session_id)
-    roles = roles_for(request.user, session.event_id)
-    if not session.event.published and not roles:
+    # The same decision as the websocket's (streaming.access): the page never
+    # offers a room the socket would refuse.
+    try:
+        participant: access.Participant | None = access.participant_for(
+            session=session,
+            user=request.user,
+            registrant_id=registrant_for(request.session, session.event_id),
+        )
+    except ServiceError:
+        participant = None
+    if not session.event.published and participant is None:
         raise Http404
-    # The room lets a linked speaker in without an event role (enter_room),
-    # so the page must not tell them to find a join link.
-    if request.user.is_authenticated and session.speakers.filter(user=request.user).exists():
-        roles.add(EventRole.Role.SPEAKER)
-    registrant_id = registrant_for(request.session, session.event_id)
-    # The browser is marked per event; this session needs a confirmed place.
     registrant = (
-        Registrant.objects.filter(
-            pk=registrant_id,
-            registrations__session=session,
-            registrations__status=Registration.Status.CONFIRMED,
-        ).first()
-        if registrant_id
+        Registrant.objects.filter(pk=participant.registrant_id).first()
+        if participant is not None and participant.registrant_id
         else None
     )
-    joined = bool(registrant or roles)
-    moderates = bool(roles & {EventRole.Role.ORGANISER, EventRole.Role.MODERATOR})
-    organises = EventRole.Role.ORGANISER in roles
+    joined = participant is not None
+    role = participant.role if participant is not None else None
+    moderates = participant is not None and participant.can("moderate")
+    organises = participant is not None and participant.can("status")
     # The same rule as the websocket's hello: no address, no stream.
     stream = services.session_info(session)["stream"]
     live_config = {
@@ -45,6 +45,9 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
         # The countdown corrects for a phone whose clock is off.
         "serverNow": timezone.now().isoformat(),
         "joined": joined,
+        "role": role,
+        # The role ranking and what each role may do: live.js keeps no copy.
+        "access": access.client_rules(),
         "moderates": moderates,
         "organises": organises,
         "qaModerated": session.qa_moderated,
@@ -60,7 +63,8 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
             "session": session,
             "event": session.event,
             "registrant": registrant,
-            "roles": roles,
+            "participant": participant,
+            "role": role,
             "joined": joined,
             "moderates": moderates,
             "organises": organises,

@@ -39,7 +39,18 @@
     sort: "votes",
     stream: config.stream,
   };
-  var moderates = !!config.moderates;
+  // Who may do what comes from the server (streaming/access.py), with the
+  // page's configuration: the role ranking and each capability's least role.
+  var rules = config.access || { roles: [], capabilities: {} };
+  function can(role, capability) {
+    var needed = rules.capabilities[capability];
+    return !!role && !!needed && rules.roles.indexOf(role) >= rules.roles.indexOf(needed);
+  }
+  state.role = config.role || null;
+  var moderates = can(state.role, "moderate");
+  // What the page was rendered for: the moderation panel and the organiser
+  // controls exist only when it was rendered for someone who may use them.
+  var renderedModerates = moderates;
 
   // Screens -----------------------------------------------------------------
 
@@ -592,6 +603,73 @@
 
   // Viewers and connection ------------------------------------------------------
 
+  // The session as the server has it now: a new stream address, title or
+  // time (rescheduled in /manage/) replaces the page's.
+  function applySession(session, announceIt) {
+    if (session.stream && streamKey(session.stream) !== streamKey(state.stream)) {
+      state.stream = session.stream;
+      unmountStream();
+      if (state.status === "live") { mountStream(); }
+    }
+    if (session.title) {
+      var title = document.getElementById("live-h");
+      if (title && title.textContent !== session.title) { title.textContent = session.title; }
+    }
+    if (session.starts_at) {
+      var moved = new Date(session.starts_at).getTime();
+      if (moved !== startsAt) {
+        startsAt = moved;
+        showTimes(new Date(session.starts_at), new Date(session.ends_at || session.starts_at));
+        if (announceIt) { roomMessage(T.rescheduled); announce(T.rescheduled); }
+        if (state.status === "scheduled") { stopCountdown(); startCountdown(); }
+      }
+    }
+    if (session.status && session.status !== state.status) { showStatus(session.status, announceIt); }
+  }
+
+  // The session's time in the event's zone, as the server first rendered it.
+  function showTimes(start, end) {
+    var node = $(".session-time");
+    if (!node) { return; }
+    var zone = node.getAttribute("data-zone") || undefined;
+    function fmt(date, options) {
+      options.timeZone = zone;
+      options.hour12 = false;
+      try { return new Intl.DateTimeFormat(lang, options).format(date); } catch (e) { return date.toISOString(); }
+    }
+    node.setAttribute("datetime", start.toISOString());
+    node.setAttribute("data-end", end.toISOString());
+    var when = $(".when", node);
+    if (when) {
+      when.textContent = fmt(start, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) +
+        "–" + fmt(end, { hour: "2-digit", minute: "2-digit" });
+    }
+    var weekday = $(".weekday", node);
+    if (weekday) { weekday.textContent = fmt(start, { weekday: "short" }); }
+  }
+
+  // A role changed elsewhere (an organiser edited it) arrives as a new hello.
+  // Losing moderation takes the queue off the page at once; gaining it
+  // needs the page's moderation panel, so the page is loaded again.
+  function applyRole() {
+    if (moderates && !renderedModerates) { window.location.reload(); return; }
+    if (!moderates && renderedModerates) {
+      renderedModerates = false;
+      var qaTab = document.getElementById("tab-qa");
+      if (qaTab) { selectTab(qaTab, false); }
+      var tablist = $("[role=tablist]");
+      if (tablist) { tablist.remove(); }
+      var qaPanel = document.getElementById("panel-qa");
+      if (qaPanel) { ["role", "aria-labelledby", "tabindex"].forEach(function (name) { qaPanel.removeAttribute(name); }); }
+      var modPanel = document.getElementById("panel-mod");
+      if (modPanel) { modPanel.remove(); }
+      tabs = [];
+      root.classList.remove("is-moderator");
+    }
+    var controls = $("[data-organiser-controls]");
+    if (controls) { controls.hidden = !can(state.role, "status"); }
+  }
+
   function renderViewers() {
     var box = $("[data-viewers]");
     if (!box || !state.viewers) { return; }
@@ -681,12 +759,15 @@
       try { message = JSON.parse(event.data); } catch (e) { return; }
       receive(message);
     };
-    current.onclose = function (event) { dropped(current, event.code); };
+    current.onclose = function (event) { dropped(current, event.code, event.reason); };
   }
 
-  function dropped(closed, code) {
+  function dropped(closed, code, reason) {
     if (socket !== closed) { return; }
     socket = null;
+    // Refused after a hello: let go by a change made elsewhere (Daphne
+    // sends no close reason, so the order tells).
+    var wasGreeted = greeted;
     greeted = false;
     window.clearInterval(pingTimer);
     // Nobody will answer what was in flight; let each sender say so.
@@ -694,7 +775,12 @@
     waiting.clear();
     lost.forEach(function (reply) { reply({ type: "error", code: "offline" }); });
     if (code === 4403 || code === 4404) {
-      setConnection(code === 4403 ? "forbidden" : "gone");
+      // Final: reconnecting would be refused the same way. A room that let
+      // someone go (registration cancelled, role removed) says so.
+      setConnection(code === 4404 ? "gone" : reason === "revoked" || wasGreeted ? "revoked" : "forbidden");
+      unmountStream();
+      var askForm = $("[data-ask-form]");
+      if (askForm) { askForm.hidden = true; }
       return;
     }
     reconnectLater();
@@ -725,14 +811,13 @@
         // then closes must not reset the backoff.
         attempt = 0;
         greeted = true;
+        if (state.role !== null && message.you.role !== state.role) { announce(T.role_changed); }
         state.role = message.you.role;
-        moderates = state.role === "moderator" || state.role === "organiser";
+        moderates = can(state.role, "moderate");
+        applyRole();
         state.questions = new Map(message.questions.map(function (q) { return [q.id, q]; }));
         state.viewers = message.viewers;
-        if (message.session.stream && streamKey(message.session.stream) !== streamKey(state.stream)) {
-          state.stream = message.session.stream;
-          unmountStream();
-        }
+        applySession(message.session, false);
         setConnection("open");
         showStatus(message.session.status, state.status !== message.session.status);
         renderViewers();
@@ -760,6 +845,9 @@
         break;
       case "session.status":
         showStatus(message.status, true);
+        break;
+      case "session.changed":
+        applySession(message.session, true);
         break;
       case "ack":
       case "error":

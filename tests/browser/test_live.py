@@ -352,3 +352,63 @@ def test_room_reconnects_and_resyncs_after_a_server_restart(daphne, new_context,
     expect(page.locator("[data-conn]")).to_be_hidden()
     expect(page.locator(".stage-badge")).to_have_text("Live")
     expect(page.locator("[data-screen=live]")).to_be_visible()
+
+
+def test_open_room_shows_a_cancellation_and_a_revoked_place(daphne, new_context):
+    """Changes made on the personal page and in /manage/ (through the same
+    server: the embedded shape has no shared layer) reach open rooms."""
+    server = daphne()
+    session, alice, bob, organiser = _webinar()
+    page_a = _join(new_context(), server, alice, session)
+    bob_context = new_context()
+    page_b = _join(bob_context, server, bob, session)
+
+    # Bob cancels his place in another tab: his room says so and stays shut.
+    personal = bob_context.new_page()
+    personal.on("dialog", lambda dialog: dialog.accept())
+    personal.goto(server.url + reverse("events:personal", args=[bob.token]))
+    personal.get_by_role("button", name="Cancel registration").click()
+    personal.wait_for_load_state()
+    expect(page_b.locator("[data-conn]")).to_contain_text("You can no longer take part")
+    expect(_room(page_b)).to_have_attribute("data-connection", "revoked")
+
+    # The organiser cancels the session: Alice's open room shows it.
+    manage = _sign_in(new_context(), server, organiser, session)
+    manage.goto(f"{server.url}/manage/sessions/{session.pk}/cancel/")
+    manage.get_by_role("button", name="Cancel this session").click()
+    manage.wait_for_load_state()
+    expect(page_a.locator("[data-screen=cancelled]")).to_be_visible()
+    expect(page_a.locator("[data-status-badge]")).to_have_text("Cancelled")
+    expect(page_a.locator("[data-ask-form]")).to_be_hidden()
+    expect(page_a.locator("[data-closed-note]")).to_be_visible()
+    save_screenshot(page_a, "live-attendee-cancelled-desktop")
+
+
+def test_an_organiser_demoted_in_the_admin_loses_moderation_in_the_open_room(daphne, new_context):
+    from events.models import EventRole
+    from tests.factories import make_user
+
+    server = daphne()
+    session, _alice, _bob, organiser = _webinar()
+    EventRole.objects.create(event=session.event, user=organiser, role=EventRole.Role.SPEAKER)
+    role = EventRole.objects.get(user=organiser, role=EventRole.Role.ORGANISER)
+    page = _sign_in(new_context(), server, organiser, session)
+    expect(page.get_by_role("tab", name="Moderation")).to_be_visible()
+    expect(page.locator("[data-go-live]")).to_be_visible()
+
+    root = make_user("root", staff=True, password=PASSWORD)
+    root.is_superuser = True
+    root.save()
+    admin = new_context().new_page()
+    admin.goto(f"{server.url}/admin/login/?next=/admin/events/eventrole/{role.pk}/delete/")
+    admin.locator("#id_username").fill("root")
+    admin.locator("#id_password").fill(PASSWORD)
+    admin.locator("input[type=submit]").click()
+    admin.locator("input[type=submit]").click()  # "Yes, I'm sure"
+    admin.wait_for_url("**/admin/events/eventrole/")
+
+    expect(page.get_by_role("tab", name="Moderation")).to_have_count(0)
+    expect(page.locator("#panel-mod")).to_have_count(0)
+    expect(page.locator("[data-organiser-controls]")).to_be_hidden()
+    expect(page.locator("[data-ask-form]")).to_be_visible()
+    expect(_room(page)).to_have_attribute("data-connection", "open")

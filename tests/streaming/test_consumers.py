@@ -109,6 +109,8 @@ async def test_hello_attendee_sees_session_self_and_visible_questions(scene, joi
                 "title": s.title,
                 "status": "live",
                 "stream": {"kind": "hls", "url": "https://cdn.example.org/room/live.m3u8"},
+                "starts_at": s.starts_at.isoformat(),
+                "ends_at": s.ends_at.isoformat(),
             },
             "you": {"role": "attendee", "name": "李华"},
             "questions": [
@@ -131,7 +133,7 @@ async def test_hello_created_at_is_iso_8601_with_offset(scene, join, room):
         assert created.utcoffset() is not None
 
 
-async def test_hello_moderator_sees_pending_and_anonymous_authors(scene, login, room):
+async def test_hello_moderator_sees_pending_but_not_anonymous_authors(scene, login, room):
     s = scene.session
     anonymous = await db(make_question)(s, scene.bob, text="Who am I", anonymous=True)
     pending = await db(make_question)(s, scene.alice, status=Question.Status.PENDING)
@@ -139,7 +141,8 @@ async def test_hello_moderator_sees_pending_and_anonymous_authors(scene, login, 
     async with room(s.pk, await login(scene.moderator)) as (_, hello):
         assert hello["you"] == {"role": "moderator", "name": "Mei Chen"}
         assert hello["questions"] == [
-            frame_of(await stored(anonymous.pk), author="Bob Stone"),
+            # Flagged anonymous, the name kept for the organisers' export only.
+            frame_of(await stored(anonymous.pk), author=None),
             frame_of(await stored(pending.pk)),
         ]
         assert hello["viewers"] == {"now": 0, "peak": 0}
@@ -378,12 +381,17 @@ async def test_ask_by_moderator_in_moderated_session_is_visible_at_once(scene, j
         assert await receive(bob) == {"type": "question", "question": frame_of(question)}
 
 
-async def test_ask_anonymous_hides_author_from_attendees_only(scene, join, login, room):
+async def test_ask_anonymous_hides_author_from_everyone_in_the_room(scene, join, login, room):
     s = scene.session
+    user = await db(make_user)("wang")
+    speaker = await db(make_speaker)(scene.event, name="王教授", user=user)
+    await db(scene.session.speakers.add)(speaker)
     async with (
         room(s.pk, await join(scene.alice)) as (alice, _),
         room(s.pk, await join(scene.bob)) as (bob, _),
         room(s.pk, await login(scene.moderator)) as (moderator, _),
+        room(s.pk, await login(scene.organiser)) as (organiser, _),
+        room(s.pk, await login(user)) as (speaker_client, _),
     ):
         await alice.send_json_to(
             {"type": "question.ask", "text": "Sensitive", "anonymous": True, "ref": "a"}
@@ -394,11 +402,12 @@ async def test_ask_anonymous_hides_author_from_attendees_only(scene, join, login
         assert unordered(frames) == unordered(
             [{"type": "ack", "ref": "a", "id": question.pk}, hidden]
         )
-        assert await receive(bob) == hidden
-        assert await receive(moderator) == {
-            "type": "question",
-            "question": frame_of(question, author="李华"),
-        }
+        for reader in (bob, moderator, organiser, speaker_client):
+            assert await receive(reader) == hidden
+        assert question.author_name == "李华"
+        # A reconnecting moderator's hello hides it too.
+        async with room(s.pk, await login(scene.moderator)) as (_, hello):
+            assert hello["questions"] == [frame_of(question, author=None)]
 
 
 async def test_ask_trims_and_normalises_to_nfc(scene, join, room):

@@ -5,6 +5,7 @@ whichever the test run's shape configures)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import secrets
@@ -52,6 +53,13 @@ class FakeMember:
 
     def questions(self) -> list[dict[str, Any]]:
         return [f["question"] for f in self.frames if f["type"] == "question"]
+
+    async def revoke(self) -> None:
+        self.frames.append({"type": "revoked"})
+
+    async def reenter(self, participant: Participant) -> None:
+        self.participant = participant
+        self.frames.append({"type": "hello", "role": participant.role})
 
 
 class BrokenMember(FakeMember):
@@ -125,12 +133,13 @@ async def test_a_rejected_question_is_removed_for_everyone_but_moderators():
     assert [q["status"] for q in moderator.questions()] == ["rejected"]
 
 
-async def test_an_anonymous_author_is_hidden_from_all_but_moderators():
-    author, viewer, moderator = attendee(1), attendee(2), staff("moderator", 10)
-    await fan_out([author, viewer, moderator], question_message(anonymous=True))
-    assert author.questions()[0]["author"] is None
-    assert viewer.questions()[0]["author"] is None
-    assert moderator.questions()[0]["author"] == "Alice"
+async def test_an_anonymous_author_is_hidden_from_everyone_moderators_included():
+    author, viewer = attendee(1), attendee(2)
+    moderator, organiser = staff("moderator", 10), staff("organiser", 11)
+    # Even a message that wrongly carried the name must not show it.
+    await fan_out([author, viewer, moderator, organiser], question_message(anonymous=True))
+    for member in (author, viewer, moderator, organiser):
+        assert member.questions()[0]["author"] is None
 
     named = attendee(2)
     await fan_out([named], question_message(anonymous=False))
@@ -170,8 +179,9 @@ async def test_a_status_change_reaches_everyone():
 @pytest.mark.parametrize(
     ("status", "views"),
     [
-        ("visible", 4),  # moderator or not × voted or not
-        ("pending", 3),  # the moderators' two, and the author's own
+        # Everyone sees the same question (no names for moderators only):
+        ("visible", 2),  # voted or not
+        ("pending", 2),  # the moderators' two, the author's own among them
         ("rejected", 3),  # the moderators' two, and question.removed
     ],
 )
@@ -638,3 +648,59 @@ async def test_moderation_after_votes_never_shows_an_older_count(scene, join, lo
         pinned_at = next(i for i, q in enumerate(frames) if q["pinned"])
         assert all(q["pinned"] for q in frames[pinned_at:]), frames
         assert len(frames) <= 3, frames
+
+
+# Rights changed elsewhere -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+async def test_an_access_change_checks_only_the_named_members_once_each(monkeypatch):
+    checked: list[Participant] = []
+    demoted = FakeMember("moderator", user_id=10)
+    demoted_tab = FakeMember("moderator", user_id=10)
+    demoted_tab.participant = demoted.participant  # the same person, a second tab
+    cancelled, cancelled_tab = attendee(1), attendee(1)
+    cancelled_tab.participant = cancelled.participant
+    bystanders = [attendee(n) for n in range(2, 50)] + [staff("organiser", 11)]
+
+    def recheck(participant: Participant) -> Participant | None:
+        checked.append(participant)
+        if participant.user_id == 10:
+            return dataclasses.replace(participant, role="attendee")
+        return None
+
+    monkeypatch.setattr(hub_module.access, "recheck", recheck)
+    room = Room(SESSION, members={demoted, demoted_tab, cancelled, cancelled_tab, *bystanders})
+    hub = RoomHub()
+    await hub.fan_out(room, {"event": "access", "registrants": [1], "users": [10]})
+    await asyncio.gather(*room.rechecks)
+
+    assert sorted(p.key for p in checked) == ["r1", "u10"]  # once per person, not per tab
+    assert cancelled.frames == cancelled_tab.frames == [{"type": "revoked"}]
+    assert demoted.frames == demoted_tab.frames == [{"type": "hello", "role": "attendee"}]
+    assert all(member.frames == [] for member in bystanders)
+    assert room.received == 0  # no frame for the room
+
+
+@pytest.mark.django_db
+async def test_an_unchanged_participant_is_left_alone(monkeypatch):
+    member = staff("moderator", 10)
+    monkeypatch.setattr(hub_module.access, "recheck", lambda participant: participant)
+    room = Room(SESSION, members={member})
+    await RoomHub().fan_out(room, {"event": "access", "any_user": True})
+    await asyncio.gather(*room.rechecks)
+    assert member.frames == []
+
+
+async def test_a_session_change_reaches_everyone_once_encoded(monkeypatch):
+    calls: list[dict[str, Any]] = []
+    real_encode = hub_module.encode
+    monkeypatch.setattr(
+        hub_module, "encode", lambda message: calls.append(message) or real_encode(message)
+    )
+    members = [attendee(1), staff("moderator", 10)]
+    info = {"id": SESSION, "title": "新标题", "status": "scheduled"}
+    await fan_out(members, {"event": "session", "session": info})
+    assert len(calls) == 1
+    for member in members:
+        assert member.frames == [{"type": "session.changed", "session": info}]

@@ -207,7 +207,7 @@ def test_ask_question_stores_and_announces_after_commit(
 
     stored = Question.objects.get()
     # The asker is no moderator: their own copy hides the name too.
-    assert question == services.serialize_question(stored, moderator=False)
+    assert question == services.serialize_question(stored)
     assert question["author"] is None
     assert (stored.text, stored.status, stored.anonymous) == ("Is it recorded?", "visible", True)
     assert published == [
@@ -215,7 +215,7 @@ def test_ask_question_stores_and_announces_after_commit(
             session.pk,
             {
                 "event": "question",
-                "question": services.serialize_question(stored, moderator=True),
+                "question": services.serialize_question(stored),
                 "anonymous": True,
                 "author": asker.key,
             },
@@ -273,7 +273,9 @@ def test_room_state_shows_each_reader_what_they_may_see(session):
 
     moderated = services.room_state(participant=mod)
     assert [q["text"] for q in moderated["questions"]] == ["Visible", "Alice waits", "Bob waits"]
-    assert moderated["questions"][1]["author"] == "Alice"
+    # Anonymous to moderators too: the name stays in the database.
+    assert moderated["questions"][1]["author"] is None
+    assert moderated["questions"][1]["anonymous"] is True
     assert alice_pending["author"] is None
 
 
@@ -468,3 +470,11 @@ def test_changes_since_carry_a_status_change_and_stop_at_the_limit(monkeypatch):
     texts = [m["question"]["text"] for m in messages if m["event"] == "question"]
     assert texts == ["question 1", "question 2", "question 3"]  # the latest three
     assert messages[-1] == {"event": "status", "status": "live"}
+
+
+def test_changes_since_repeat_a_cancellation(session):
+    """A cancellation keeps no time of its own: a process that could not hear
+    it learns it on catching up."""
+    since = timezone.now()
+    Session.objects.filter(pk=session.pk).update(status=Session.Status.CANCELLED)
+    assert services.changes_since(session.pk, since) == [{"event": "status", "status": "cancelled"}]
