@@ -14,7 +14,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from email.mime.text import MIMEText
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -60,18 +60,16 @@ def _calendar_part(registration: Registration) -> MIMEText | None:
     return part
 
 
-def _message(registrant: Registrant, registrations: list[Registration]) -> EmailMultiAlternatives:
+def _email(registrant: Registrant, template: str, **context: Any) -> EmailMultiAlternatives:
+    """A message to the registrant in their language, its times in the
+    event's zone, from ``events/email/<template>_subject.txt`` and
+    ``_body.txt``."""
     event = registrant.event
     with translation.override(registrant.language), timezone.override(event.zone):
-        context = {
-            "registrant": registrant,
-            "event": event,
-            "registrations": registrations,
-            "personal_url": registrant.personal_url(),
-        }
-        subject = render_to_string("events/email/update_subject.txt", context).strip()
-        body = render_to_string("events/email/update_body.txt", context)
-    message = EmailMultiAlternatives(
+        context.update(registrant=registrant, event=event, personal_url=registrant.personal_url())
+        subject = render_to_string(f"events/email/{template}_subject.txt", context).strip()
+        body = render_to_string(f"events/email/{template}_body.txt", context)
+    return EmailMultiAlternatives(
         subject=" ".join(subject.split()),
         body=body,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -79,6 +77,10 @@ def _message(registrant: Registrant, registrations: list[Registration]) -> Email
         reply_to=[event.organiser_email] if event.organiser_email else None,
         headers={"Content-Language": registrant.language},
     )
+
+
+def _message(registrant: Registrant, registrations: list[Registration]) -> EmailMultiAlternatives:
+    message = _email(registrant, "update", registrations=registrations)
     for registration in registrations:
         part = _calendar_part(registration)
         if part is not None:
@@ -168,26 +170,8 @@ def send_registration_update_for(registrant: Registrant, registrations: list[Reg
 
 
 def _link_message(registrant: Registrant, asked: list[Session]) -> EmailMultiAlternatives:
-    event = registrant.event
-    with translation.override(registrant.language), timezone.override(event.zone):
-        personal_url = registrant.personal_url()
-        context = {
-            "registrant": registrant,
-            "event": event,
-            "personal_url": personal_url,
-            "asked": asked,
-            "add_url": f"{personal_url}?add={','.join(str(s.pk) for s in asked)}",
-        }
-        subject = render_to_string("events/email/link_subject.txt", context).strip()
-        body = render_to_string("events/email/link_body.txt", context)
-    return EmailMultiAlternatives(
-        subject=" ".join(subject.split()),
-        body=body,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[registrant.email],
-        reply_to=[event.organiser_email] if event.organiser_email else None,
-        headers={"Content-Language": registrant.language},
-    )
+    add = ",".join(str(session.pk) for session in asked)
+    return _email(registrant, "link", asked=asked, add_url=f"{registrant.personal_url()}?add={add}")
 
 
 @_logged
