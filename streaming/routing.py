@@ -3,15 +3,33 @@
 import logging
 from typing import Any
 
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.urls import re_path
 
-from streaming.consumers import CLOSE_UNAVAILABLE, DATABASE_UNREACHABLE, LiveConsumer
+from streaming.consumers import (
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAVAILABLE,
+    DATABASE_UNREACHABLE,
+    LiveConsumer,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class NoSuchRoom(AsyncWebsocketConsumer):
+    """Any other websocket address: no such room (4404), answered at once.
+    Without it the router raises for an unknown path, and every such
+    handshake would cost a server error and a traceback in the log."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)
+
 
 websocket_urlpatterns = [
     # At most 18 digits, like every id in the URLs: fits any integer column.
     re_path(r"^ws/sessions/(?P<session_id>[0-9]{1,18})/$", LiveConsumer.as_asgi()),
+    re_path(r"", NoSuchRoom.as_asgi()),
 ]
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.utils import translation
 
 from events.models import EventRole, Registration, Session
@@ -212,6 +213,36 @@ async def test_connect_unknown_session_closes_4404(scene, join, socket):
     async with socket(999_999, await join(scene.alice)) as client:
         assert await client.connect() == (True, None)
         assert await client.receive_output() == {"type": "websocket.close", "code": 4404}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/",
+        "/ws/foo/",
+        "/ws/sessions/",
+        "/ws/sessions/{id}",
+        "/ws/sessions/-1/",
+        "/ws/sessions/abc/",
+        "/ws/sessions/9999999999999999999999/",
+        "/ws/sessions/{id}/extra/",
+    ],
+)
+async def test_connect_to_any_other_address_closes_4404_without_an_error(scene, join, path, caplog):
+    from config.asgi import application
+
+    headers = [
+        (b"host", b"localhost"),
+        (b"origin", b"http://localhost"),
+        (b"cookie", f"{settings.SESSION_COOKIE_NAME}={await join(scene.alice)}".encode()),
+    ]
+    client = WebsocketCommunicator(application, path.format(id=scene.session.pk), headers=headers)
+    try:
+        assert await client.connect() == (True, None)
+        assert await client.receive_output() == {"type": "websocket.close", "code": 4404}
+    finally:
+        await client.disconnect()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
 
 
 async def test_connect_without_join_mark_closes_4403(scene, socket):
