@@ -88,26 +88,37 @@ def _message(registrant: Registrant, registrations: list[Registration]) -> Email
     return message
 
 
-def within_cap(address: str) -> bool:
-    """Whether the public forms may cause one more e-mail to ``address``
-    now (``EMAIL_RATE``, across processes); records it if so. Forms anyone
-    can submit must not become a way to flood somebody's inbox: past the
-    cap the e-mail is dropped and logged, and the page answers as usual
-    (everything in it is on the personal page too)."""
+#: Capped e-mails, by who can cause them: ``update`` the registrant's own
+#: changes (holding the link), ``link`` anybody who types the address (a
+#: repeated registration, the lost-link form). Each has its own allowance,
+#: so strangers who use up the link e-mails cannot silence the registrant's
+#: own confirmations.
+CAPPED_KINDS = ("update", "link")
+
+
+def within_cap(address: str, kind: str) -> bool:
+    """Whether the public forms may cause one more ``kind`` e-mail to
+    ``address`` now (``EMAIL_RATE``, across processes); records it if so.
+    Forms anyone can submit must not become a way to flood somebody's
+    inbox: past the cap the e-mail is dropped and logged, and the page
+    answers as usual (everything in it is on the personal page too)."""
+    assert kind in CAPPED_KINDS
     rate = settings.EMAIL_RATE
     if rate is None:
         return True
     # Hashed: the limiter's keys need not hold people's addresses.
     digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
-    if ratelimit.take(f"mail:{digest}", limit=rate[0], window=rate[1]) == 0:
+    if ratelimit.take(f"mail-{kind}:{digest}", limit=rate[0], window=rate[1]) == 0:
         return True
     # The address itself is personal data: not in the log.
-    logger.warning("an address reached the e-mail cap; one e-mail was not sent")
+    logger.warning("an address reached the %s e-mail cap; one e-mail was not sent", kind)
     return False
 
 
-def _capped(messages: Iterable[EmailMultiAlternatives]) -> Iterable[EmailMultiAlternatives]:
-    return (message for message in messages if within_cap(message.to[0]))
+def _capped(
+    messages: Iterable[EmailMultiAlternatives], kind: str
+) -> Iterable[EmailMultiAlternatives]:
+    return (message for message in messages if within_cap(message.to[0], kind))
 
 
 def _send(messages: Iterable[EmailMultiAlternatives]) -> None:
@@ -158,7 +169,7 @@ def send_registration_update(
     registrations = list(_registrations(registrant_id=registrant_id, session_id__in=session_ids))
     if registrations:
         messages = [_message(registrations[0].registrant, registrations)]
-        _send(_capped(messages) if capped else messages)
+        _send(_capped(messages, "update") if capped else messages)
 
 
 @_logged
@@ -166,7 +177,7 @@ def send_registration_update_for(registrant: Registrant, registrations: list[Reg
     """The same e-mail, from registrations already in hand (with their
     session, its event, and the registrant loaded), after a registration on
     the public page: capped."""
-    _send(_capped([_message(registrant, registrations)]))
+    _send(_capped([_message(registrant, registrations)], "update"))
 
 
 def _link_message(registrant: Registrant, asked: list[Session]) -> EmailMultiAlternatives:
@@ -196,7 +207,7 @@ def send_link(registrant_id: int, session_ids: list[int], *, capped: bool = True
         .order_by("starts_at", "pk")
     )
     messages = [_link_message(registrant, asked)]
-    _send(_capped(messages) if capped else messages)
+    _send(_capped(messages, "link") if capped else messages)
 
 
 @_logged

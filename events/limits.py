@@ -1,12 +1,14 @@
-"""How often one client address may use the public forms that create or
-change registrations or send e-mail: registering, asking for a lost link,
-cancelling (``REGISTRATION_RATE``, SPEC.md §3).
+"""How often the public forms that create or change registrations or send
+e-mail may be used (``REGISTRATION_RATE``, SPEC.md §3).
 
-One allowance per address (IPv4, or IPv6 /64: see
-:func:`events.guessing.client_network`) covers the three forms together,
-shared by every server process through Redis, and per process while Redis
-cannot be reached. The default, 30 in 10 minutes, is more than a person
-uses; a script inventing identities, filling the last seats of a session or
+Registering and asking for a lost link share one allowance per client
+address (IPv4, or IPv6 /64: see :func:`events.guessing.client_network`);
+cancelling has the same allowance per personal link instead, since only
+the link's holder can cancel, and an office sharing one address must not
+be stopped from cancelling by one busy colleague. Both are shared by every
+server process through Redis, and per process while Redis cannot be
+reached. The default, 30 in 10 minutes, is more than a person uses; a
+script inventing identities, filling the last seats of a session or
 looping register and cancel meets it within seconds.
 """
 
@@ -27,10 +29,21 @@ from streaming import ratelimit
 def form_wait(request: HttpRequest) -> int:
     """Count one use of the public forms by the request's client address:
     0 when allowed, else the whole seconds until the next is."""
+    return _wait(f"forms:{client_network(request)}")
+
+
+def cancel_wait(registrant_id: int) -> int:
+    """Count one cancellation by a registrant, whatever their address: the
+    same allowance, per link rather than per address, so that a neighbour
+    behind the same office address cannot stop anyone from cancelling."""
+    return _wait(f"cancel:{registrant_id}")
+
+
+def _wait(key: str) -> int:
     rate = settings.REGISTRATION_RATE
     if rate is None:
         return 0
-    return ratelimit.take(f"forms:{client_network(request)}", limit=rate[0], window=rate[1])
+    return ratelimit.take(key, limit=rate[0], window=rate[1])
 
 
 def wait_message(seconds: int) -> str:

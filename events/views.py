@@ -222,7 +222,7 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
 @limits_guessing
 def cancel(request: HttpRequest, token: str) -> HttpResponse:
     registrant = _registrant(token)
-    if waiting := limits.form_wait(request):
+    if waiting := limits.cancel_wait(registrant.pk):
         return limits.too_many(request, waiting)
     form = CancelForm(request.POST, registrant=registrant)
     if not form.is_valid():

@@ -244,8 +244,31 @@ def test_form_emails_to_one_address_stop_at_the_cap(settings, django_capture_on_
         with django_capture_on_commit_callbacks(execute=True):
             register(session)  # not holding the link: the link e-mail
 
-    assert len(mail.outbox) == 5
+    # Five of each kind: the registrant's own updates, and link e-mails.
+    assert len(mail.outbox) == 10
     assert {m.to[0] for m in mail.outbox} == {"li.na@example.org"}
+    assert sum("Someone asked for the personal link" in m.body for m in mail.outbox) == 5
+
+
+@pytest.mark.django_db
+def test_strangers_using_up_the_link_emails_do_not_silence_the_registrants_own(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_RATE = (2, 3600.0)
+    event = make_event()
+    first, second = make_session(event, starts_at=STARTS), make_session(event, starts_at=STARTS)
+    with django_capture_on_commit_callbacks(execute=True):
+        mine = register(first)
+    for _ in range(5):
+        with django_capture_on_commit_callbacks(execute=True):
+            register(first)  # strangers: link e-mails, two of them sent
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        register(second, holder_id=mine.registrant.pk)
+
+    [message] = mail.outbox
+    assert "Your place is confirmed" in message.body
 
 
 @pytest.mark.django_db
@@ -253,12 +276,13 @@ def test_the_cap_is_per_address_and_spares_organiser_mail(
     settings, django_capture_on_commit_callbacks
 ):
     settings.EMAIL_RATE = (1, 3600.0)
-    session = make_session(starts_at=STARTS)
+    event = make_event()
+    session, other = make_session(event, starts_at=STARTS), make_session(event, starts_at=STARTS)
     with django_capture_on_commit_callbacks(execute=True):
         first = register(session)
         register(session, email="wang.wei@example.org")
     with django_capture_on_commit_callbacks(execute=True):
-        register(session)  # capped: li.na had hers
+        register(other, holder_id=first.registrant.pk)  # capped: li.na had hers
     assert sorted(m.to[0] for m in mail.outbox) == ["li.na@example.org", "wang.wei@example.org"]
 
     services.resend_personal_link(registrant=first.registrant)
