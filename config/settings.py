@@ -156,13 +156,14 @@ else:
 
 # Registration -------------------------------------------------------------
 
-#: Registrations, lost-link requests and cancellations per client address
-#: (SPEC.md §3): a limit no person meets, which a script filling the seats or
-#: inventing identities meets at once. ``0`` turns it off (benchmarks, a
+#: Registrations and lost-link requests per client address, cancellations
+#: per personal link (SPEC.md §3, events/limits.py): a limit no person meets,
+#: which a script filling the seats or inventing identities meets at once. ``0`` turns it off (benchmarks, a
 #: trusted kiosk).
 REGISTRATION_RATE = env_rate("REGISTRATION_RATE", "30/10m")
-#: E-mails the public forms may cause to one address (registration updates,
-#: lost links): enough for a person, too few to flood an inbox.
+#: E-mails the public forms may cause to one address, of each kind (the
+#: registrant's own updates; link e-mails): enough for a person, too few to
+#: flood an inbox.
 EMAIL_RATE = env_rate("EMAIL_RATE", "5/h")
 
 # Attendance ----------------------------------------------------------------
