@@ -90,35 +90,31 @@ def _message(registrant: Registrant, registrations: list[Registration]) -> Email
 
 #: Capped e-mails, by who can cause them: ``update`` the registrant's own
 #: changes (holding the link), ``link`` anybody who types the address (a
-#: repeated registration, the lost-link form). Each has its own allowance,
-#: so strangers who use up the link e-mails cannot silence the registrant's
-#: own confirmations.
+#: repeated registration, the lost-link form). Each has its own allowance
+#: per event, so strangers who use up the link e-mails of one event cannot
+#: silence the registrant's own confirmations, nor their link for another.
 CAPPED_KINDS = ("update", "link")
 
 
-def within_cap(address: str, kind: str) -> bool:
-    """Whether the public forms may cause one more ``kind`` e-mail to
-    ``address`` now (``EMAIL_RATE``, across processes); records it if so.
-    Forms anyone can submit must not become a way to flood somebody's
-    inbox: past the cap the e-mail is dropped and logged, and the page
-    answers as usual (everything in it is on the personal page too)."""
+def within_cap(registrant: Registrant, kind: str) -> bool:
+    """Whether the public forms may cause one more ``kind`` e-mail to the
+    registrant's address about their event now (``EMAIL_RATE``, across
+    processes); records it if so. Forms anyone can submit must not become a
+    way to flood somebody's inbox: past the cap the e-mail is dropped and
+    logged, and the page answers as usual (everything in it is on the
+    personal page too)."""
     assert kind in CAPPED_KINDS
     rate = settings.EMAIL_RATE
     if rate is None:
         return True
     # Hashed: the limiter's keys need not hold people's addresses.
-    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
-    if ratelimit.take(f"mail-{kind}:{digest}", limit=rate[0], window=rate[1]) == 0:
+    digest = hashlib.sha256(registrant.email.strip().lower().encode()).hexdigest()[:32]
+    key = f"mail-{kind}:{registrant.event_id}:{digest}"
+    if ratelimit.take(key, limit=rate[0], window=rate[1]) == 0:
         return True
     # The address itself is personal data: not in the log.
     logger.warning("an address reached the %s e-mail cap; one e-mail was not sent", kind)
     return False
-
-
-def _capped(
-    messages: Iterable[EmailMultiAlternatives], kind: str
-) -> Iterable[EmailMultiAlternatives]:
-    return (message for message in messages if within_cap(message.to[0], kind))
 
 
 def _send(messages: Iterable[EmailMultiAlternatives]) -> None:
@@ -168,16 +164,23 @@ def send_registration_update(
     page), only :func:`within_cap`."""
     registrations = list(_registrations(registrant_id=registrant_id, session_id__in=session_ids))
     if registrations:
-        messages = [_message(registrations[0].registrant, registrations)]
-        _send(_capped(messages, "update") if capped else messages)
+        registrant = registrations[0].registrant
+        if capped and not within_cap(registrant, "update"):
+            return
+        _send([_message(registrant, registrations)])
 
 
 @_logged
-def send_registration_update_for(registrant: Registrant, registrations: list[Registration]) -> None:
+def send_registration_update_for(
+    registrant: Registrant, registrations: list[Registration], *, capped: bool = True
+) -> None:
     """The same e-mail, from registrations already in hand (with their
     session, its event, and the registrant loaded), after a registration on
-    the public page: capped."""
-    _send(_capped([_message(registrant, registrations)], "update"))
+    the public page: capped, except a new registrant's first (on events that
+    ask to confirm the address, the only copy of their link)."""
+    if capped and not within_cap(registrant, "update"):
+        return
+    _send([_message(registrant, registrations)])
 
 
 def _link_message(registrant: Registrant, asked: list[Session]) -> EmailMultiAlternatives:
@@ -206,8 +209,9 @@ def send_link(registrant_id: int, session_ids: list[int], *, capped: bool = True
         .exclude(pk__in=list(held))
         .order_by("starts_at", "pk")
     )
-    messages = [_link_message(registrant, asked)]
-    _send(_capped(messages, "link") if capped else messages)
+    if capped and not within_cap(registrant, "link"):
+        return
+    _send([_link_message(registrant, asked)])
 
 
 @_logged

@@ -159,7 +159,11 @@ def register_attendee(
             for registration in changed:
                 registration.registrant = registrant
                 registration.session.event = event
-            transaction.on_commit(lambda: emails.send_registration_update_for(registrant, changed))
+            # A new registrant's first e-mail is never capped: it may be the
+            # only copy of their link.
+            transaction.on_commit(
+                lambda: emails.send_registration_update_for(registrant, changed, capped=not created)
+            )
     return result
 
 
@@ -212,6 +216,14 @@ def _status_for_new_place(*, session: Session, event: Event) -> str | None:
     if event.approval_required:
         return Status.PENDING
     if _has_free_seat(session):
+        if session.capacity is not None and event.waitlist_enabled:
+            # Seats can free up without a cancellation (a hold on an address
+            # nobody confirmed lapses): those already waiting get them first.
+            promoted = _fill_free_seats(session)
+            if promoted:
+                transaction.on_commit(lambda: emails.send_promotions(promoted))
+                if not _has_free_seat(session):
+                    return Status.WAITLISTED
         return Status.CONFIRMED
     if event.waitlist_enabled:
         return Status.WAITLISTED

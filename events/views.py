@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from events import invites, limits, services
 from events.errors import ServiceError
-from events.forms import CancelForm, LostLinkForm, RegistrationForm
+from events.forms import ID_PATTERN, CancelForm, LostLinkForm, RegistrationForm
 from events.guessing import limits_guessing
 from events.models import Event, Registrant, Registration, Session, looks_like_token
 from events.pages import event_page
@@ -201,7 +201,7 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
     ]
     # Sessions asked for with this address by a browser that did not hold
     # the link (the link e-mail's "add them" address): ticked, not added.
-    asked = {int(i) for i in request.GET.get("add", "").split(",") if i.isdigit() and len(i) < 19}
+    asked = {int(i) for i in request.GET.get("add", "").split(",") if ID_PATTERN.fullmatch(i)}
     for session in others:
         setattr(session, "asked", session.pk in asked)  # noqa: B010
     return render(

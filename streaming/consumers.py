@@ -111,6 +111,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     reentering = False
     #: A role change that arrived before the first hello was sent.
     changed_to: Participant | None = None
+    #: The socket is gone: nothing may enter the room for it any more.
+    closed = False
     #: Set once the hello is sent: the hub writes room frames through it.
     writer: transport.Writer | None = None
 
@@ -185,7 +187,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # room frames written straight to the socket queue up behind it.
         self.writer = transport.writer_for(self.base_send)
         self.ready = True
-        if self.changed_to is not None:
+        if self.changed_to is not None and not self.reentering:
             changed, self.changed_to = self.changed_to, None
             await self.reenter(changed)
 
@@ -199,7 +201,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         cancelled, a role removed) means this connection may no longer enter.
         It leaves the room, the count and attendance, and is closed with
         4403, reason ``revoked``."""
-        await self._leave()
+        async with self._changing():
+            await self._leave()
         await self.close(code=CLOSE_FORBIDDEN, reason="revoked")
 
     async def reenter(self, participant: Participant) -> None:
@@ -212,22 +215,43 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not self.ready:
             self.changed_to = participant  # greeted anew once its hello is out
             return
-        self.reentering = True
-        try:
-            await self._leave()
-            self.participant = participant
-            self.voted = set()
-            self.held = []
-            await self._enter(participant.session_id)
-        except Exception:
-            logger.exception("could not greet a member again in room %s", participant.session_id)
-            await self._leave()
-            await self.close(code=CLOSE_UNAVAILABLE)
-        finally:
-            self.reentering = False
+        async with self._changing():
+            self.reentering = True
+            try:
+                # A change that arrives while this one is being greeted is
+                # applied next, under the same lock.
+                while not self.closed and self.joined:
+                    await self._leave()
+                    self.participant = participant
+                    self.voted = set()
+                    self.held = []
+                    await self._enter(participant.session_id)
+                    if self.changed_to is None:
+                        break
+                    participant, self.changed_to = self.changed_to, None
+            except Exception:
+                logger.exception(
+                    "could not greet a member again in room %s", participant.session_id
+                )
+                await self._leave()
+                await self.close(code=CLOSE_UNAVAILABLE)
+            finally:
+                self.reentering = False
 
     async def disconnect(self, code: int) -> None:
-        await self._leave()
+        self.closed = True
+        # After a re-entry under way (run by the hub, not by this
+        # connection's own task) has finished: then nothing it does is left
+        # behind in the room, the count or attendance.
+        async with self._changing():
+            await self._leave()
+
+    def _changing(self) -> asyncio.Lock:
+        """Serialises leaving and entering again, across the tasks that do it."""
+        lock = self.__dict__.get("changing")
+        if lock is None:
+            lock = self.__dict__["changing"] = asyncio.Lock()
+        return lock
 
     async def _leave(self) -> None:
         if not self.joined:

@@ -128,6 +128,9 @@ class Room:
     votes_flush: asyncio.Task | None = None
     #: Members being checked again after a change made elsewhere.
     rechecks: set[asyncio.Task] = field(default_factory=set)
+    #: One re-check at a time, in the order the changes arrived, so that an
+    #: older change's answer never overrides a newer one's.
+    recheck_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         for member in list(self.members):
@@ -330,7 +333,7 @@ class RoomHub:
         if message.get("event") == "access":
             # Rights changed elsewhere: checked against the database off the
             # room's lock, so the room's frames never wait for it.
-            task = asyncio.ensure_future(self._recheck(room, message))
+            task = asyncio.ensure_future(self._recheck_in_turn(room, message))
             room.rechecks.add(task)
             task.add_done_callback(room.rechecks.discard)
             return
@@ -366,6 +369,10 @@ class RoomHub:
             text = frame_for(member, message, frames)
             if text is not None:
                 await _deliver(member, text, prepared)
+
+    async def _recheck_in_turn(self, room: Room, message: dict[str, Any]) -> None:
+        async with room.recheck_lock:
+            await self._recheck(room, message)
 
     async def _recheck(self, room: Room, message: dict[str, Any]) -> None:
         """Check again, once per participant (whatever their tabs), the members

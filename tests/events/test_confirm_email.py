@@ -118,3 +118,23 @@ def test_events_that_do_not_ask_confirm_at_once(client):
     registrant = Registrant.objects.get()
     assert response["Location"] == registrant.get_absolute_url()
     assert registrant.confirmed_at is not None
+
+
+def test_a_lapsed_hold_goes_to_the_waiting_list_before_a_newcomer(
+    held, django_capture_on_commit_callbacks
+):
+    session, _client, _response, late = held
+    with django_capture_on_commit_callbacks(execute=True):
+        post_register(Client(), session, "waiting@example.org")
+    Registrant.objects.filter(pk=late.pk).update(
+        created_at=timezone.now() - CONFIRM_WITHIN - timedelta(minutes=1)
+    )
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post_register(Client(), session, "newcomer@example.org")
+
+    statuses = dict(Registration.objects.values_list("registrant__email", "status"))
+    assert statuses["waiting@example.org"] == Status.CONFIRMED
+    assert statuses["newcomer@example.org"] == Status.WAITLISTED
+    assert sorted(m.to[0] for m in mail.outbox) == ["newcomer@example.org", "waiting@example.org"]

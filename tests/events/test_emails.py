@@ -244,8 +244,9 @@ def test_form_emails_to_one_address_stop_at_the_cap(settings, django_capture_on_
         with django_capture_on_commit_callbacks(execute=True):
             register(session)  # not holding the link: the link e-mail
 
-    # Five of each kind: the registrant's own updates, and link e-mails.
-    assert len(mail.outbox) == 10
+    # The first confirmation (never capped), then five of each kind: the
+    # registrant's own updates, and link e-mails.
+    assert len(mail.outbox) == 11
     assert {m.to[0] for m in mail.outbox} == {"li.na@example.org"}
     assert sum("Someone asked for the personal link" in m.body for m in mail.outbox) == 5
 
@@ -277,19 +278,46 @@ def test_the_cap_is_per_address_and_spares_organiser_mail(
 ):
     settings.EMAIL_RATE = (1, 3600.0)
     event = make_event()
-    session, other = make_session(event, starts_at=STARTS), make_session(event, starts_at=STARTS)
+    session, other, third = (make_session(event, starts_at=STARTS) for _ in range(3))
     with django_capture_on_commit_callbacks(execute=True):
         first = register(session)
         register(session, email="wang.wei@example.org")
     with django_capture_on_commit_callbacks(execute=True):
-        register(other, holder_id=first.registrant.pk)  # capped: li.na had hers
-    assert sorted(m.to[0] for m in mail.outbox) == ["li.na@example.org", "wang.wei@example.org"]
+        register(other, holder_id=first.registrant.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        register(third, holder_id=first.registrant.pk)  # capped: li.na had her one
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "li.na@example.org",
+        "li.na@example.org",
+        "wang.wei@example.org",
+    ]
 
     services.resend_personal_link(registrant=first.registrant)
     with django_capture_on_commit_callbacks(execute=True):
         services.save_session(session=session, changes={"title": "Moved"})
 
-    assert [m.to[0] for m in mail.outbox[2:]].count("li.na@example.org") == 2
+    assert [m.to[0] for m in mail.outbox[3:]].count("li.na@example.org") == 2
+
+
+@pytest.mark.django_db
+def test_link_emails_of_one_event_do_not_use_up_anothers(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_RATE = (1, 3600.0)
+    one, two = make_session(starts_at=STARTS), make_session(starts_at=STARTS)
+    with django_capture_on_commit_callbacks(execute=True):
+        register(one)
+        register(two)
+    mail.outbox.clear()
+
+    for session in (one, one, two):
+        with django_capture_on_commit_callbacks(execute=True):
+            register(session)  # strangers: one link e-mail per event gets through
+
+    assert [m.subject for m in mail.outbox] == [
+        f"Your personal link for {one.event.title}",
+        f"Your personal link for {two.event.title}",
+    ]
 
 
 @pytest.mark.django_db

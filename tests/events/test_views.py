@@ -163,6 +163,14 @@ def test_registration_is_limited_per_client_address_and_keeps_the_input(client, 
     assert other.status_code == 303
 
 
+def test_personal_page_ignores_an_add_list_that_is_not_ids(client):
+    registration = make_registration(make_session(), email="me@example.org")
+
+    response = client.get(f"/r/{registration.registrant.token}/?add=\u00b2,x,-1,{'9' * 30}")
+
+    assert response.status_code == 200
+
+
 def test_lost_link_shares_the_registration_allowance(client, settings):
     _limited(settings, 2)
     event = make_event()
