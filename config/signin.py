@@ -37,7 +37,6 @@ is the same whether the address has an account and whether a mail went.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import math
 from datetime import timedelta
@@ -54,6 +53,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import ngettext
+
+from events.guessing import client_network
 
 # The sliding window shared with the live room's limits (a plain utility:
 # nothing of the live room comes with it).
@@ -76,19 +77,11 @@ def failure_limit(request: HttpRequest, credentials: dict | None) -> int:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The client's IPv4 address, or its IPv6 /64 network's first address
-    (one subscriber is usually given a /64)."""
-    try:
-        ip = ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "")
-    except ValueError:
-        # Not an address (a misconfigured proxy): one shared allowance, so
-        # that varying it gains nothing.
-        return "0.0.0.0"  # noqa: S104
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
-    return str(ip)
+    """The client as the other per-address limits count it
+    (:func:`events.guessing.client_network`), written as an address for
+    axes' address column: an IPv6 /64 network as its first address."""
+    network = client_network(request)
+    return "0.0.0.0" if network == "other" else network.split("/", 1)[0]  # noqa: S104
 
 
 class SignInThrottle(AxesDatabaseHandler):
