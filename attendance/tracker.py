@@ -40,6 +40,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from attendance.models import ViewerSample, WatchInterval
+from core.redis import redis_client
 from events.models import Session
 
 logger = logging.getLogger(__name__)
@@ -248,8 +249,6 @@ async def _claim(session_id: int, slot: int) -> bool:
             return False
         _local_slots[session_id] = slot
         return True
-    from streaming.redis import redis_client
-
     claimed = await redis_client().set(
         f"tx:room:{session_id}:sample:{slot}", 1, nx=True, ex=SAMPLE_EVERY * 6
     )

@@ -54,11 +54,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import ngettext
 
+from core import ratelimit
 from events.guessing import client_network
-
-# The sliding window shared with the live room's limits (a plain utility:
-# nothing of the live room comes with it).
-from streaming import ratelimit
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,9 @@ from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from core import ratelimit
 from events import invites
 from events.models import Registrant, Registration, Session
-
-# The shared sliding window (a plain utility: nothing of the live room comes
-# with it).
-from streaming import ratelimit
 
 logger = logging.getLogger(__name__)
 

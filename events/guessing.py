@@ -54,9 +54,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import ngettext
 
-# The sliding window shared with the live room's limits (a plain utility:
-# nothing of the live room comes with it).
-from streaming import ratelimit
+from core import ratelimit
 
 logger = logging.getLogger(__name__)
 

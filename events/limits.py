@@ -19,11 +19,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import ngettext
 
+from core import ratelimit
 from events.guessing import client_network
-
-# The shared sliding window (a plain utility: nothing of the live room comes
-# with it).
-from streaming import ratelimit
 
 
 def form_wait(request: HttpRequest) -> int:

@@ -27,9 +27,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import trans_real
 
 from attendance.tracker import tracker
+from core import ratelimit
 from events.errors import ServiceError
 from events.views import registrant_for
-from streaming import ratelimit, services, shutdown, transport
+from streaming import services, shutdown, transport
 from streaming.hub import encode, frame_for, hub
 from streaming.presence import presence
 from streaming.services import Participant

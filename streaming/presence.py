@@ -24,7 +24,7 @@ from django.conf import settings
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from streaming.redis import redis_client
+from core.redis import redis_client
 
 logger = logging.getLogger(__name__)
 

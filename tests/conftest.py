@@ -57,7 +57,7 @@ def _empty_cache():
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
-    from streaming import ratelimit
+    from core import ratelimit
 
     ratelimit._local.clear()
 

@@ -17,7 +17,7 @@ from django.core import mail
 from django.test import Client
 
 from config import signin
-from streaming import ratelimit
+from core import ratelimit
 from tests.factories import make_user
 
 PASSWORD = "pw-Tongxin-1"

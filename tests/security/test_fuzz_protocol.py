@@ -28,8 +28,8 @@ from django.conf import settings as django_settings
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from core import ratelimit
 from events.models import Session
-from streaming import ratelimit
 from streaming.models import Question
 from tests.security.hostile import (
     any_text,

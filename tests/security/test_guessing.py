@@ -21,9 +21,9 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from attendance import serials, services
+from core import ratelimit
 from events import guessing
 from events.models import Session, new_token
-from streaming import ratelimit
 from tests.config.test_nginx import Proxy, _unverified, nginx_binary  # noqa: F401
 from tests.factories import make_registration, make_session
 from tests.servers import DaphneServer, free_port
@@ -274,7 +274,7 @@ def test_lookups_go_on_when_redis_is_unreachable(client, settings, caplog):
     registration = make_registration(make_session())
     own_page = registration.registrant.get_absolute_url()
 
-    with caplog.at_level(logging.WARNING, logger="streaming.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="core.ratelimit"):
         assert client.get(own_page, REMOTE_ADDR=GUESSER).status_code == 200
         # Meanwhile each process counts on its own.
         for _ in range(guessing.MISSES_ALLOWED):

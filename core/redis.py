@@ -1,4 +1,4 @@
-"""The process's Redis clients for presence and rate limits.
+"""The process's Redis clients: for presence, the viewer timeline and rate limits.
 
 One asyncio client per event loop: Daphne runs one loop, tests run many, and
 a redis-py asyncio connection must not cross loops. Django's synchronous

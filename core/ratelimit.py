@@ -20,7 +20,7 @@ from collections.abc import Callable
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from streaming.redis import redis_client, sync_redis_client
+from core.redis import redis_client, sync_redis_client
 
 # Returns 1 and records the hit when fewer than ARGV[1] hits fall within the
 # last ARGV[2] milliseconds; else 0. Time is Redis's own, so that processes on
