@@ -29,7 +29,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from attendance.models import ViewerSample, WatchInterval
+from core.loops import per_loop
 from core.redis import redis_client
 from events.models import Session
 
@@ -262,15 +262,7 @@ def _write_sample(session_id: int, viewers: int) -> bool:
     return True
 
 
-_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AttendanceTracker] = (
-    weakref.WeakKeyDictionary()
-)
-
-
+@per_loop
 def tracker() -> AttendanceTracker:
     """This process's tracker (one per event loop, like the hub)."""
-    loop = asyncio.get_running_loop()
-    found = _trackers.get(loop)
-    if found is None:
-        found = _trackers[loop] = AttendanceTracker()
-    return found
+    return AttendanceTracker()

@@ -52,7 +52,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -62,6 +61,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from attendance import tracker as attendance_tracker
+from core.loops import per_loop
 from streaming import access, services
 from streaming.access import REMOVE, Participant, question_view
 from streaming.groups import room_group
@@ -517,13 +517,7 @@ async def _deliver(member: Member, text: str, prepared: PreparedFrames) -> None:
         logger.exception("could not deliver to a member")
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomHub] = weakref.WeakKeyDictionary()
-
-
+@per_loop
 def hub() -> RoomHub:
     """This process's hub (one per event loop)."""
-    loop = asyncio.get_running_loop()
-    room_hub = _hubs.get(loop)
-    if room_hub is None:
-        room_hub = _hubs[loop] = RoomHub()
-    return room_hub
+    return RoomHub()

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from django.conf import settings
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
+from core.loops import per_loop
 from core.redis import redis_client
 
 logger = logging.getLogger(__name__)
@@ -256,16 +256,8 @@ async def count_or_nothing(room: int) -> Count:
         return Count(now=0, peak=0)
 
 
-_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalPresence] = (
-    weakref.WeakKeyDictionary()
-)
-
-
+@per_loop
 def presence() -> LocalPresence:
     """This process's presence tracker, by deployment shape (one per event
     loop: Daphne runs one, tests run many)."""
-    loop = asyncio.get_running_loop()
-    tracker = _trackers.get(loop)
-    if tracker is None:
-        tracker = _trackers[loop] = RedisPresence() if settings.REDIS_URL else LocalPresence()
-    return tracker
+    return RedisPresence() if settings.REDIS_URL else LocalPresence()
