@@ -29,8 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
+from events.marks import SESSION_KEY
 from events.models import Event, EventRole, Registrant, Registration, Session
-from events.views import SESSION_KEY
 
 #: Slugs and user names of everything the benchmarks create start with this.
 PREFIX = "bench-"

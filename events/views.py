@@ -17,12 +17,10 @@ from events import invites, limits, services
 from events.errors import ServiceError
 from events.forms import ID_PATTERN, CancelForm, LostLinkForm, RegistrationForm
 from events.guessing import limits_guessing
+from events.marks import hold_link, registrant_for
 from events.models import Event, Registrant, Registration, Session, looks_like_token
 from events.pages import event_page
 from events.queries import public_events
-
-#: The Django-session key that marks a browser as a registrant, per event.
-SESSION_KEY = "registrants"
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -290,27 +288,6 @@ def join(request: HttpRequest, token: str, session_id: int) -> HttpResponse:
         return redirect(registrant.get_absolute_url())
     hold_link(request, registrant)
     return redirect(reverse("streaming:live", args=[session_id]))
-
-
-def hold_link(request: HttpRequest, registrant: Registrant) -> None:
-    """Mark this browser as holding ``registrant``'s personal link: it opened
-    the link, or created the registration. The live room lets it in as the
-    registrant, and registering again from it changes their places."""
-    marks = dict(request.session.get(SESSION_KEY, {}))
-    if marks.get(str(registrant.event_id)) == registrant.pk:
-        return
-    marks[str(registrant.event_id)] = registrant.pk
-    # A new key for new rights: a session id planted in this browser before
-    # (session fixation) must not come to hold the link too.
-    request.session.cycle_key()
-    request.session[SESSION_KEY] = marks
-
-
-def registrant_for(request_session, event_id: int) -> int | None:
-    """The registrant id this browser was marked as for ``event_id``, if any."""
-    marks = request_session.get(SESSION_KEY) or {}
-    value = marks.get(str(event_id))
-    return value if isinstance(value, int) else None
 
 
 @require_GET

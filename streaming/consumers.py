@@ -29,7 +29,7 @@ from django.utils.translation import trans_real
 from attendance.tracker import tracker
 from core import ratelimit
 from events.errors import ServiceError
-from events.views import registrant_for
+from events.marks import registrant_for
 from streaming import services, shutdown, transport
 from streaming.hub import encode, frame_for, hub
 from streaming.presence import presence

@@ -8,8 +8,8 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from events.errors import ServiceError
+from events.marks import registrant_for
 from events.models import Registrant, Session
-from events.views import registrant_for
 from streaming import access, services
 
 

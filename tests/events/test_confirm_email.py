@@ -12,8 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from events import services
+from events.marks import SESSION_KEY
 from events.models import CONFIRM_WITHIN, Registrant, Registration
-from events.views import SESSION_KEY
 from tests.factories import make_event, make_session
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from events.marks import SESSION_KEY
 from events.models import Registrant, Registration
-from events.views import SESSION_KEY
 from tests.factories import make_event, make_registration, make_session, make_speaker
 
 pytestmark = pytest.mark.django_db

@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from attendance import services as attendance
 from attendance.models import Certificate, WatchInterval
+from events.marks import SESSION_KEY
 from events.models import Event, EventRole, Registration, Session, Speaker
-from events.views import SESSION_KEY
 from streaming.models import Question, Vote
 from tests.factories import (
     make_event,
