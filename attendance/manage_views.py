@@ -28,12 +28,12 @@ from django.views.decorators.http import require_GET, require_POST
 from attendance import charts, serials, services
 from attendance.forms import MAX_REASON_LENGTH, RevokeForm, ThresholdForm
 from attendance.models import Certificate
+from attendance.presence import Count, count_or_nothing
 from events import services as event_services
 from events.errors import ServiceError
 from events.manage_views import _forbidden, _managed_object, _see_other
 from events.models import Session
 from events.spreadsheets import csv_response, csv_safe
-from streaming.presence import Count, count_or_nothing
 
 ROWS_PER_PAGE = 50
 

@@ -13,11 +13,11 @@ from django.views.decorators.http import require_GET
 
 from attendance import serials, services
 from attendance.models import Certificate
+from attendance.presence import count_or_nothing
 from events.errors import ServiceError
 from events.guessing import limits_guessing
 from events.models import Registrant, Session, looks_like_token
 from events.queries import can_manage
-from streaming.presence import count_or_nothing
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import trans_real
 
+from attendance.presence import presence
 from attendance.tracker import tracker
 from core import ratelimit
 from events.errors import ServiceError
 from events.marks import registrant_for
 from streaming import services, shutdown, transport
 from streaming.hub import encode, frame_for, hub
-from streaming.presence import presence
 from streaming.services import Participant
 
 logger = logging.getLogger(__name__)

@@ -61,11 +61,11 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from attendance import tracker as attendance_tracker
+from attendance.presence import LocalPresence, presence
 from core.loops import per_loop
 from streaming import access, services
 from streaming.access import REMOVE, Participant, question_view
 from streaming.groups import room_group
-from streaming.presence import LocalPresence, presence
 from streaming.transport import PreparedFrames, Writer
 
 logger = logging.getLogger(__name__)

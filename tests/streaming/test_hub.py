@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 
+from attendance.presence import presence
 from streaming import hub as hub_module
 from streaming.groups import ROOM_MESSAGE, room_group
 from streaming.hub import Room, RoomHub
-from streaming.presence import presence
 from streaming.services import Participant
 
 SESSION = 4242

@@ -11,10 +11,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
+from attendance.presence import presence
 from events import services as event_services
 from events.models import EventRole, Registration, Session
 from streaming.models import Question
-from streaming.presence import presence
 from tests.factories import make_registration, make_speaker, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,6 +7,10 @@ that expires unless the process keeps refreshing it, so a process that dies
 stops being counted within :data:`PROCESS_TTL` seconds; the room's count is
 the size of the union of the live processes' sets. Without Redis, the
 process's own tally is the whole truth.
+
+The live consumer joins and leaves (streaming/consumers.py); the room hub
+pushes the count to viewers and the attendance pages show it. Watch time
+over the whole session is attendance/tracker.py's.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 #: Seconds after which a silent process's viewers no longer count. Below the
 #: 30 s that SPEC.md §3 allows, so that the hub's next ``viewers`` push (up to
-#: ``hub.VIEWERS_EVERY`` later) still lands within them.
+#: ``streaming.hub.VIEWERS_EVERY`` later) still lands within them.
 PROCESS_TTL = 25
 #: How often a process refreshes its keys: three chances within the TTL.
 HEARTBEAT = 8

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 from django.conf import settings
 
+from attendance import presence as presence_module
+from attendance.presence import Count, LocalPresence, RedisPresence, presence
 from core.redis import redis_client
-from streaming import presence as presence_module
-from streaming.presence import Count, LocalPresence, RedisPresence, presence
 
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
 
