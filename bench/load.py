@@ -44,7 +44,6 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-COOKIE_NAME = "sessionid"
 #: An asked question's text: its index and the time it was sent.
 ASKED = re.compile(rb'"text":"q(\d+)@(\d+\.\d+)"')
 HELLO = b'{"type":"hello"'
@@ -80,7 +79,8 @@ class Target:
 
 @dataclass
 class Cast:
-    """Session cookies of the viewers and of everyone who acts."""
+    """``Cookie`` header values (bench/data.py) of the viewers and of everyone
+    who acts, sent as they are."""
 
     viewers: list[str]
     voters: list[str]
@@ -133,7 +133,7 @@ async def connect(url: str, cookie: str, timeout: float):
     return await websockets.connect(
         url,
         origin=Origin(page_origin(url)),
-        additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+        additional_headers={"Cookie": cookie},
         compression=None,  # Daphne does not offer permessage-deflate
         ping_interval=None,
         max_queue=None,
@@ -148,7 +148,7 @@ async def connect(url: str, cookie: str, timeout: float):
 
 @dataclass
 class Slice:
-    """The viewers one client process holds: (websocket URL, cookie) pairs."""
+    """The viewers one client process holds: (websocket URL, Cookie header) pairs."""
 
     viewers: list[tuple[str, str]]
     questions: int
@@ -224,7 +224,7 @@ class Viewer(asyncio.Protocol):
             parse_uri(url), origin=Origin(page_origin(url)), max_size=None
         )
         self.request = self.protocol.connect()
-        self.request.headers["Cookie"] = f"{COOKIE_NAME}={cookie}"
+        self.request.headers["Cookie"] = cookie
         self.tally = tally
         self.seen = bytearray(questions)
         self.got = 0
