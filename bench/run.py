@@ -511,6 +511,8 @@ STORM_COLUMNS = (
 )
 RESTART_COLUMNS = (
     ("viewers", "viewers", "{:,}"),
+    ("initial_all_in_s", "storm all in s", "{}"),
+    ("initial_never_in", "storm never in", "{:,}"),
     ("stopped_viewers", "on the stopped", "{:,}"),
     ("back_s", "all back s", "{}"),
     ("back_p50_s", "back p50 s", "{}"),
