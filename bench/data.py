@@ -9,6 +9,10 @@ does. Each viewer then connects with that session cookie, exactly as a
 browser does after following its join link. The organiser and the
 moderator are users with a role on the event and a signed-in session.
 
+Every participant is handed the complete ``Cookie`` header value its
+browser would send (today ``sessionid=<key>``); clients send it as is, so
+a cookie the room starts to read later is added here and nowhere else.
+
 Needs Django set up (``DJANGO_SETTINGS_MODULE``) and the same
 ``SECRET_KEY`` as the servers, which check the sessions' signatures.
 """
@@ -40,11 +44,12 @@ PREFIX = "bench-"
 class RoomData:
     event_id: int
     session_id: int
-    #: Session cookies: one per viewer, one per voting attendee.
+    #: ``Cookie`` header values: one per viewer, one per voting attendee.
     viewers: list[str]
     voters: list[str]
     organiser: str
     moderator: str
+    #: The Django session keys behind them (for :func:`remove`).
     session_keys: list[str] = field(default_factory=list)
 
 
@@ -76,6 +81,11 @@ def _store_sessions(payloads: list[dict]) -> list[str]:
     ]
     StoredSession.objects.bulk_create(rows, batch_size=2000)
     return [row.session_key for row in rows]
+
+
+def cookie_header(session_key: str) -> str:
+    """The ``Cookie`` header a browser holding this session sends to the room."""
+    return f"{settings.SESSION_COOKIE_NAME}={session_key}"
 
 
 def _signed_in(user) -> dict:
@@ -132,13 +142,14 @@ def make_room(*, viewers: int, voters: int = 0) -> RoomData:
             [{SESSION_KEY: {str(event.pk): pk}} for pk in registrant_ids]
             + [_signed_in(organiser), _signed_in(moderator)]
         )
+    cookies = [cookie_header(key) for key in keys]
     return RoomData(
         event_id=event.pk,
         session_id=session.pk,
-        viewers=keys[:viewers],
-        voters=keys[viewers : viewers + voters],
-        organiser=keys[-2],
-        moderator=keys[-1],
+        viewers=cookies[:viewers],
+        voters=cookies[viewers : viewers + voters],
+        organiser=cookies[-2],
+        moderator=cookies[-1],
         session_keys=keys,
     )
 

@@ -44,7 +44,6 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-COOKIE_NAME = "sessionid"
 #: An asked question's text: its index and the time it was sent.
 ASKED = re.compile(rb'"text":"q(\d+)@(\d+\.\d+)"')
 HELLO = b'{"type":"hello"'
@@ -80,7 +79,8 @@ class Target:
 
 @dataclass
 class Cast:
-    """Session cookies of the viewers and of everyone who acts."""
+    """``Cookie`` header values (bench/data.py) of the viewers and of everyone
+    who acts, sent as they are."""
 
     viewers: list[str]
     voters: list[str]
@@ -133,7 +133,7 @@ async def connect(url: str, cookie: str, timeout: float):
     return await websockets.connect(
         url,
         origin=Origin(page_origin(url)),
-        additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+        additional_headers={"Cookie": cookie},
         compression=None,  # Daphne does not offer permessage-deflate
         ping_interval=None,
         max_queue=None,
@@ -148,7 +148,7 @@ async def connect(url: str, cookie: str, timeout: float):
 
 @dataclass
 class Slice:
-    """The viewers one client process holds: (websocket URL, cookie) pairs."""
+    """The viewers one client process holds: (websocket URL, Cookie header) pairs."""
 
     viewers: list[tuple[str, str]]
     questions: int
@@ -224,7 +224,7 @@ class Viewer(asyncio.Protocol):
             parse_uri(url), origin=Origin(page_origin(url)), max_size=None
         )
         self.request = self.protocol.connect()
-        self.request.headers["Cookie"] = f"{COOKIE_NAME}={cookie}"
+        self.request.headers["Cookie"] = cookie
         self.tally = tally
         self.seen = bytearray(questions)
         self.got = 0
@@ -409,9 +409,10 @@ def _read_all(viewers: list[Viewer], tally: Tally, stop: threading.Event, conn) 
 
 
 class Clients:
-    """The client processes, seen from the parent."""
+    """The client processes, seen from the parent: each runs ``target(conn,
+    work)`` for one of ``slices`` and reports ``(kind, payload)`` messages."""
 
-    def __init__(self, slices: list[Slice]) -> None:
+    def __init__(self, slices: list[Any], target: Any = client_process) -> None:
         context = multiprocessing.get_context("spawn")
         self.links = []
         self.messages: list[dict[str, Any]] = [{} for _ in slices]
@@ -419,7 +420,7 @@ class Clients:
         loop = asyncio.get_running_loop()
         for index, work in enumerate(slices):
             parent, child = context.Pipe()
-            process = context.Process(target=client_process, args=(child, work), daemon=True)
+            process = context.Process(target=target, args=(child, work), daemon=True)
             process.start()
             child.close()
             self.links.append((process, parent))
@@ -554,6 +555,55 @@ class Actor:
             await asyncio.gather(self.reader, return_exceptions=True)
 
 
+def cast_actors(
+    urls: list[str], cast: Cast, voters: int, errors: Counter, samples: list
+) -> list[Actor]:
+    """The organiser (on the first process), the moderator (on the last) and
+    ``voters`` voting attendees spread over all: every process has a
+    connection before the viewers come."""
+    actors = [Actor("organiser", urls[0], cast.organiser, errors, samples)]
+    actors.append(Actor("moderator", urls[-1], cast.moderator, errors, samples))
+    actors += [
+        Actor("voter", urls[(i + 1) % len(urls)], cookie, errors, samples)
+        for i, cookie in enumerate(cast.voters[:voters])
+    ]
+    return actors
+
+
+async def ask(
+    organiser: Actor, rate: float, count: int | None = None, until: asyncio.Event | None = None
+) -> int:
+    """Ask ``count`` questions at ``rate`` a second (or until ``until`` is
+    set), each text ``q<index>@<time sent>``; how many were asked."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    i = 0
+    while (count is None or i < count) and not (until is not None and until.is_set()):
+        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        if until is not None and until.is_set():
+            break
+        await organiser.send(type="question.ask", text=f"q{i}@{time.time():.6f}")
+        i += 1
+    return i
+
+
+async def release(
+    actors: list[Actor], clients: Clients | None, *tasks: asyncio.Task | None
+) -> None:
+    """End a measurement, whatever state it stopped in: cancel ``tasks``,
+    close the actors' connections, end the client processes."""
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+    for actor in actors:
+        try:
+            await asyncio.wait_for(actor.close(), 5)
+        except (TimeoutError, OSError, ConnectionClosed):
+            pass
+    if clients is not None:
+        clients.close()
+
+
 # One measurement ---------------------------------------------------------------------------
 
 
@@ -564,14 +614,8 @@ async def measure(target: Target, cast: Cast, load: Load) -> dict[str, Any]:
     raise_fd_limit(viewers // max(1, load.clients) + 256)
     errors: Counter[str] = Counter()
     samples: list[str] = []
-    # The organiser on the first process, the moderator on the last, voters
-    # spread over all: every process has a connection before memory is read.
-    actors = [Actor("organiser", target.urls[0], cast.organiser, errors, samples)]
-    actors.append(Actor("moderator", target.urls[-1], cast.moderator, errors, samples))
-    actors += [
-        Actor("voter", target.urls[(i + 1) % processes], cookie, errors, samples)
-        for i, cookie in enumerate(cast.voters[: load.voters])
-    ]
+    # Every process has a connection before memory is read.
+    actors = cast_actors(target.urls, cast, load.voters, errors, samples)
     organiser, moderator = actors[0], actors[1]
     clients = None
     moderating = None
@@ -604,26 +648,14 @@ async def measure(target: Target, cast: Cast, load: Load) -> dict[str, Any]:
         cpu_before = sum(cpu_seconds(pid) for pid in target.pids)
         moderating = asyncio.create_task(moderator.moderate(load.moderate_every))
         first_sent = time.time()
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i in range(load.questions):
-            await asyncio.sleep(max(0.0, start + i / load.rate - loop.time()))
-            await organiser.send(type="question.ask", text=f"q{i}@{time.time():.6f}")
+        await ask(organiser, load.rate, load.questions)
         await clients.gather("complete", load.drain)
         moderating.cancel()
         clients.send("stop")
         results = await clients.gather("result", 60 + viewers / 200)
         server_cpu = sum(cpu_seconds(pid) for pid in target.pids) - cpu_before
     finally:
-        if moderating is not None:
-            moderating.cancel()
-        for actor in actors:
-            try:
-                await asyncio.wait_for(actor.close(), 5)
-            except (TimeoutError, OSError, ConnectionClosed):
-                pass
-        if clients is not None:
-            clients.close()
+        await release(actors, clients, moderating)
     figures = _figures(target, cast, load, results, errors, samples, first_sent)
     figures["rss_before_kib"] = rss_before
     figures["rss_after_kib"] = rss_after

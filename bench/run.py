@@ -5,14 +5,18 @@ Scenarios:
   one-process    1 Daphne process with 1,000 / 2,000 / 5,000 viewers
   redis          2, then 4 Daphne processes sharing Redis, 10,000 viewers
   room           one run of your own: --processes P --viewers N [N ...]
+  storm          N viewers (2,000) arriving at once, retrying as the room page does,
+                 on --processes P (1); then the Q&A, every question to every viewer
+  restart-storm  2 processes holding N viewers (2,000) each; one is stopped (SIGTERM)
+                 while questions flow, and its viewers must come back on the other
   registration   a burst of registrations through the public form, 2 processes
   certificates   certificate PNG and PDF renders per second on one core
   chart          redraw the latency chart from --from results.json
   all            one-process, redis, registration, certificates (and the chart)
 
-Every room run is preceded by the same load against the bare asyncio
-``websockets`` server of bench/baseline.py, and Tongxin's figures are also
-given as ratios to it. Loopback only; every step has a time limit, and
+Every room and storm run is preceded by the same load against the bare
+asyncio ``websockets`` server of bench/baseline.py, and Tongxin's figures
+are also given as ratios to it. Loopback only; every step has a time limit, and
 every process started is stopped at the end.
 
     .venv/bin/python bench/run.py --scenario all --json bench-results.json \\
@@ -46,13 +50,14 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
-from bench import chart, load, register, servers  # noqa: E402
+from bench import chart, load, register, servers, storm  # noqa: E402
 
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/tongxin_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/5"
 #: scenario → (processes, viewer counts) of its room runs
 ROOM_SCENARIOS = {"one-process": [(1, [1000, 2000, 5000])], "redis": [(2, [10000]), (4, [10000])]}
 ALL = ("one-process", "redis", "registration", "certificates")
+STORMS = ("storm", "restart-storm")
 #: SPEC.md §8
 BUDGETS = {
     "one_process_viewers": 5000,
@@ -63,6 +68,14 @@ BUDGETS = {
     "registrations_per_s": 200,
     "render_ms": 150,
     "idle_viewer_kib": 60,
+    # join storms
+    "storm_embedded_viewers": 2000,
+    "storm_embedded_all_in_s": 15,
+    "storm_embedded_ratio": 0.5,
+    "storm_production_viewers": 5000,
+    "storm_production_all_in_s": 20,
+    "restart_viewers": 2000,
+    "restart_back_s": 10,
 }
 PACKAGES = ("Django", "channels", "daphne", "channels-redis", "redis", "Twisted", "websockets")
 
@@ -135,7 +148,7 @@ def room_load(args: argparse.Namespace, viewers: int) -> load.Load:
     clients = args.clients or min(4, max(1, math.ceil(viewers / 5000)))
     return load.Load(
         questions=args.questions,
-        rate=args.rate,
+        rate=args.rate or 10.0,
         voters=args.voters,
         clients=clients,
         in_flight=args.in_flight,
@@ -148,6 +161,46 @@ def _bounded(coroutine, viewers: int, settings: load.Load) -> dict[str, Any]:
     return asyncio.run(asyncio.wait_for(coroutine, limit + settings.drain))
 
 
+def start_daphnes(args: argparse.Namespace, count: int) -> list[servers.Server]:
+    return servers.start_daphnes(
+        count,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        secret_key=os.environ["SECRET_KEY"],
+        profile_dir=args.profile,
+    )
+
+
+def baseline_then_tongxin(
+    args: argparse.Namespace, processes: int, path: str, measure
+) -> tuple[list[dict[str, Any]], list[servers.Server]]:
+    """``measure(target)`` on the bare server, then on ``processes`` Daphne
+    processes of the app (stopped again before returning): both results,
+    and the stopped servers (whose logs stay behind)."""
+    results = []
+    baseline = servers.start_baseline()
+    try:
+        results.append(measure(load.Target("baseline", [baseline.ws_url + path], [baseline.pid])))
+    finally:
+        servers.stop([baseline])
+    daphnes = start_daphnes(args, processes)
+    try:
+        urls = [s.ws_url + path for s in daphnes]
+        results.append(measure(load.Target("tongxin", urls, [s.pid for s in daphnes])))
+    finally:
+        servers.stop(daphnes)
+    if args.profile:
+        results[-1]["profile"] = _profile(args, daphnes)
+    return results, daphnes
+
+
+def ratios(base: dict[str, Any], ours: dict[str, Any], keys: tuple[str, ...]) -> dict:
+    return {
+        key: round(ours[key] / base[key], 2) if ours.get(key) and base.get(key) else None
+        for key in keys
+    }
+
+
 def room_pair(args: argparse.Namespace, processes: int, viewers: int) -> list[dict[str, Any]]:
     """The baseline, then Tongxin, under the same load: two results."""
     from django.db import connections
@@ -158,39 +211,20 @@ def room_pair(args: argparse.Namespace, processes: int, viewers: int) -> list[di
     connections.close_all()
     cast = load.Cast(room.viewers, room.voters, room.organiser, room.moderator)
     settings = room_load(args, viewers)
-    path = f"/ws/sessions/{room.session_id}/"
-    results = []
     try:
-        baseline = servers.start_baseline()
-        try:
-            target = load.Target("baseline", [baseline.ws_url + path], [baseline.pid])
-            results.append(_bounded(load.measure(target, cast, settings), viewers, settings))
-        finally:
-            servers.stop([baseline])
-        daphnes = servers.start_daphnes(
+        results, _ = baseline_then_tongxin(
+            args,
             processes,
-            database_url=args.database_url,
-            redis_url=args.redis_url,
-            secret_key=os.environ["SECRET_KEY"],
-            profile_dir=args.profile,
+            f"/ws/sessions/{room.session_id}/",
+            lambda target: _bounded(load.measure(target, cast, settings), viewers, settings),
         )
-        try:
-            target = load.Target(
-                "tongxin", [s.ws_url + path for s in daphnes], [s.pid for s in daphnes]
-            )
-            results.append(_bounded(load.measure(target, cast, settings), viewers, settings))
-        finally:
-            servers.stop(daphnes)
-        if args.profile:
-            results[-1]["profile"] = _profile(args, daphnes)
     finally:
         if not args.keep_data:
             data.remove(event_id=room.event_id, session_keys=room.session_keys)
     base, ours = results
-    ours["ratio"] = {
-        key: round(ours[key] / base[key], 2) if ours.get(key) and base.get(key) else None
-        for key in ("deliveries_per_s", "p50_ms", "p99_ms", "connect_s", "rss_per_viewer_kib")
-    }
+    ours["ratio"] = ratios(
+        base, ours, ("deliveries_per_s", "p50_ms", "p99_ms", "connect_s", "rss_per_viewer_kib")
+    )
     return results
 
 
@@ -207,22 +241,35 @@ ROOM_COLUMNS = (
     ("max_ms", "max ms", "{}"),
     ("deliveries_per_s", "deliv/s", "{:,}"),
     ("rss_per_viewer_kib", "KiB/viewer", "{}"),
+    ("ratio.deliveries_per_s", "×baseline deliv/s", "{}"),
+    ("ratio.p99_ms", "×p99", "{}"),
 )
 
 
-def print_room_table(results: list[dict[str, Any]]) -> None:
-    rows = [[label for _, label, _ in ROOM_COLUMNS] + ["×baseline deliv/s", "×p99"]]
+def print_table(results: list[dict[str, Any]], columns) -> None:
+    """One row per result; ``key.sub`` reads a nested figure. A missing
+    figure is "—" (a missing ratio: blank)."""
+    rows = [[label for _, label, _ in columns]]
     for result in results:
-        row = [
-            "—" if result.get(key) is None else form.format(result[key])
-            for key, _, form in ROOM_COLUMNS
-        ]
-        ratio = result.get("ratio") or {}
-        row += [str(ratio.get("deliveries_per_s", "")), str(ratio.get("p99_ms", ""))]
+        row = []
+        for key, _, form in columns:
+            value: Any = result
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            blank = "" if key.startswith("ratio.") else "—"
+            row.append(blank if value is None else form.format(value))
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def print_room_table(results: list[dict[str, Any]]) -> None:
+    print_table(results, ROOM_COLUMNS)
+    print_errors(results)
+
+
+def print_errors(results: list[dict[str, Any]]) -> None:
     for result in results:
         if result["errors"]:
             print(f"  {result['server']} errors: {result['error_kinds']}")
@@ -231,40 +278,64 @@ def print_room_table(results: list[dict[str, Any]]) -> None:
     sys.stdout.flush()
 
 
+def repeated(args: argparse.Namespace, report: dict, key: str, title: str, once, show) -> None:
+    """``once()`` (a list of results) ``--repeat`` times, each shown and saved
+    under ``report[key]`` as it comes; then the medians, per server, under
+    ``report[<key's medians>]``. A failed run is reported and skipped."""
+    runs = []
+    for repeat in range(args.repeat):
+        print(f"\n== {title}" + (f", run {repeat + 1} of {args.repeat}" if args.repeat > 1 else ""))
+        try:
+            results = once()
+        except Exception as exc:
+            # One failed run (a server that did not start, a time limit)
+            # must not cost the figures of the others.
+            traceback.print_exc()
+            report["failures"].append(f"{title}: {exc!r}")
+            continue
+        show(results)
+        runs += results
+        report[key] += results
+        save(args, report)
+    if args.repeat > 1 and runs:
+        summary = [median_of([r for r in runs if r["server"] == s]) for s in SERVERS]
+        print(f"\n   median of {args.repeat} runs:")
+        show([m for m in summary if m])
+        report[MEDIANS[key]] += [m for m in summary if m]
+        save(args, report)
+
+
 def run_rooms(args: argparse.Namespace, plan: list[tuple[int, list[int]]], report: dict) -> None:
     for processes, counts in plan:
         for viewers in counts:
-            runs = []
-            for repeat in range(args.repeat):
-                print(
-                    f"\n== {viewers:,} viewers: baseline, then {processes} Daphne process(es)"
-                    + (f", run {repeat + 1} of {args.repeat}" if args.repeat > 1 else "")
-                )
-                try:
-                    pair = room_pair(args, processes, viewers)
-                except Exception as exc:
-                    # One failed run (a server that did not start, a time
-                    # limit) must not cost the figures of the others.
-                    traceback.print_exc()
-                    report["failures"].append(
-                        f"{processes} process(es), {viewers} viewers: {exc!r}"
-                    )
-                    continue
-                print_room_table(pair)
-                runs += pair
-                report["rooms"] += pair
-                save(args, report)
-            if args.repeat > 1 and runs:
-                summary = [median_of([r for r in runs if r["server"] == s]) for s in SERVERS]
-                print(f"\n   median of {args.repeat} runs:")
-                print_room_table([m for m in summary if m])
-                report["medians"] += [m for m in summary if m]
-                save(args, report)
+            repeated(
+                args,
+                report,
+                "rooms",
+                f"{viewers:,} viewers: baseline, then {processes} Daphne process(es)",
+                lambda processes=processes, viewers=viewers: room_pair(args, processes, viewers),
+                print_room_table,
+            )
 
 
 SERVERS = ("baseline", "tongxin")
+#: Where the medians of each kind of run go.
+MEDIANS = {"rooms": "medians", "storms": "storm_medians", "restarts": "restart_medians"}
 #: Figures where a repeated run's worst, not its median, is what counts.
-WORST = {"lost": max, "errors": sum, "connect_failed": sum}
+WORST = {
+    "lost": max,
+    "errors": sum,
+    "connect_failed": sum,
+    "never_in": max,
+    "failed": max,
+    "never_back": max,
+    "not_in_at_end": max,
+}
+#: Times that are None when it did not happen within the time allowed: the
+#: median counts such a run as slower than any other.
+UNTIL = ("all_in_s", "initial_all_in_s", "back_s")
+#: Figures that are dicts of counts (None when missing): the median of each.
+COUNTS = ("join_stats", "stopped_join_stats")
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -279,11 +350,15 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
             row[key] = value
         elif key in WORST:
             row[key] = WORST[key](values)
+        elif key in UNTIL:
+            middle = statistics.median(math.inf if r.get(key) is None else r[key] for r in runs)
+            row[key] = None if math.isinf(middle) else round(middle, 2)
+        elif key in COUNTS:
+            row[key] = _median_counts([r.get(key) for r in runs])
         elif isinstance(value, bool) or not isinstance(value, int | float) or not values:
             row[key] = value
         else:
-            middle = round(statistics.median(values), 2)
-            row[key] = int(middle) if float(middle).is_integer() else middle
+            row[key] = _median(values)
     if runs[0].get("ratio"):
         row["ratio"] = {
             key: round(statistics.median(r["ratio"][key] for r in runs), 2)
@@ -295,6 +370,219 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
         kinds.update(r.get("error_kinds", {}))
     row["error_kinds"] = dict(kinds)
     return row
+
+
+def _median(values: list[float]) -> float:
+    middle = round(statistics.median(values), 2)
+    return int(middle) if float(middle).is_integer() else middle
+
+
+def _median_counts(counts: list[dict[str, float] | None]) -> dict[str, float] | None:
+    present = [c for c in counts if c is not None]
+    if not present or len(present) < len(counts):
+        return None
+    keys = sorted(set().union(*present))
+    return {key: _median([c.get(key, 0) for c in present]) for key in keys}
+
+
+# Join storms -----------------------------------------------------------------------------------
+
+
+def shape(args: argparse.Namespace) -> str:
+    """embedded: SQLite and the in-memory layer; production: a database
+    server and Redis."""
+    return (
+        "embedded"
+        if args.database_url.startswith("sqlite") and not args.redis_url
+        else "production"
+    )
+
+
+def storm_settings(args: argparse.Namespace, viewers: int, rate: float) -> storm.Storm:
+    return storm.Storm(
+        questions=args.questions,
+        rate=rate,
+        voters=args.voters,
+        clients=args.clients or min(4, max(1, math.ceil(viewers / 2500))),
+        timeout=args.storm_timeout,
+        drain=args.drain,
+    )
+
+
+def _stormed(coroutine, settings: storm.Storm, viewers: int) -> dict[str, Any]:
+    """Run a storm measurement under a time limit: it never hangs."""
+    limit = 180 + 2 * settings.timeout + settings.drain + settings.questions / settings.rate
+    return asyncio.run(asyncio.wait_for(coroutine, limit + viewers / 50))
+
+
+def _wasted(stats: dict[str, float] | None) -> float | None:
+    """Joins completed for a client already gone, as the server counts them."""
+    return None if stats is None else stats.get("abandoned")
+
+
+def storm_pair(args: argparse.Namespace, processes: int, viewers: int) -> list[dict[str, Any]]:
+    """The same storm on the baseline, then on Tongxin: two results."""
+    from django.db import connections
+
+    from bench import data
+
+    room = data.make_room(viewers=viewers, voters=args.voters)
+    connections.close_all()
+    cast = load.Cast(room.viewers, room.voters, room.organiser, room.moderator)
+    settings = storm_settings(args, viewers, args.rate or 10.0)
+    try:
+        results, daphnes = baseline_then_tongxin(
+            args,
+            processes,
+            f"/ws/sessions/{room.session_id}/",
+            lambda target: _stormed(storm.measure_storm(target, cast, settings), settings, viewers),
+        )
+    finally:
+        if not args.keep_data:
+            data.remove(event_id=room.event_id, session_keys=room.session_keys)
+    base, ours = results
+    base.update(shape="bare", join_stats=None, wasted=None)
+    ours["shape"] = shape(args)
+    ours["join_stats"] = storm.total_join_stats(s.log_path for s in daphnes)
+    ours["wasted"] = _wasted(ours["join_stats"])
+    ours["ratio"] = ratios(base, ours, ("joins_per_s", "all_in_s", "hello_p99_s"))
+    return results
+
+
+def restart_run(args: argparse.Namespace, per_process: int) -> list[dict[str, Any]]:
+    """Two processes holding ``per_process`` viewers each; the second is
+    stopped while the organiser asks on the first: one result."""
+    from django.db import connections
+
+    from bench import data
+
+    if not args.redis_url:
+        raise RuntimeError("the restart storm needs Redis: two processes share the room through it")
+    viewers = 2 * per_process
+    room = data.make_room(viewers=viewers)
+    connections.close_all()
+    cast = load.Cast(room.viewers, [], room.organiser, room.moderator)
+    settings = storm_settings(args, viewers, args.rate or 5.0)
+    path = f"/ws/sessions/{room.session_id}/"
+    try:
+        daphnes = start_daphnes(args, 2)
+        try:
+            target = load.Target(
+                "tongxin", [s.ws_url + path for s in daphnes], [s.pid for s in daphnes]
+            )
+            measurement = storm.measure_restart(
+                target, cast, settings, stop_second=daphnes[1].terminate
+            )
+            result = _stormed(measurement, settings, viewers)
+        finally:
+            servers.stop(daphnes)
+    finally:
+        if not args.keep_data:
+            data.remove(event_id=room.event_id, session_keys=room.session_keys)
+    result["shape"] = shape(args)
+    result["join_stats"] = storm.join_stats(daphnes[0].log_path)
+    result["stopped_join_stats"] = storm.join_stats(daphnes[1].log_path)
+    result["wasted"] = _wasted(result["join_stats"])
+    if args.profile:
+        result["profile"] = _profile(args, daphnes)
+    return [result]
+
+
+FAILURE_COLUMNS = (
+    ("refused_4503", "4503", "{:,}"),
+    ("timeouts", "timeouts", "{:,}"),
+    ("other_closes", "other closes", "{:,}"),
+    ("refused", "refused", "{:,}"),
+)
+STORM_COLUMNS = (
+    ("server", "server", "{}"),
+    ("processes", "procs", "{}"),
+    ("viewers", "viewers", "{:,}"),
+    ("all_in_s", "all in s", "{}"),
+    ("joins_per_s", "joins/s", "{:,.0f}"),
+    ("ratio.joins_per_s", "×bare joins/s", "{}"),
+    ("attempts", "attempts", "{:,}"),
+    *FAILURE_COLUMNS,
+    ("never_in", "never in", "{:,}"),
+    ("lost", "lost", "{:,}"),
+    ("hello_p50_s", "hello p50 s", "{}"),
+    ("hello_p99_s", "hello p99 s", "{}"),
+    ("wasted", "wasted", "{:,}"),
+)
+RESTART_COLUMNS = (
+    ("viewers", "viewers", "{:,}"),
+    ("initial_all_in_s", "storm all in s", "{}"),
+    ("initial_never_in", "storm never in", "{:,}"),
+    ("stopped_viewers", "on the stopped", "{:,}"),
+    ("back_s", "all back s", "{}"),
+    ("back_p50_s", "back p50 s", "{}"),
+    ("back_p99_s", "back p99 s", "{}"),
+    ("reconnect_attempts", "attempts", "{:,}"),
+    *FAILURE_COLUMNS,
+    ("never_back", "never back", "{:,}"),
+    ("questions", "questions", "{:,}"),
+    ("lost", "lost", "{:,}"),
+    ("wasted", "wasted", "{:,}"),
+)
+
+
+def _stats_text(stats: dict[str, float] | None) -> str:
+    if stats is None:
+        return "not logged (missing)"
+    return " ".join(f"{key}={value}" for key, value in stats.items())
+
+
+def print_storm_table(results: list[dict[str, Any]]) -> None:
+    print_table(results, STORM_COLUMNS)
+    for result in results:
+        if result["server"] == "tongxin":
+            print(f"  tongxin join stats: {_stats_text(result.get('join_stats'))}")
+    _print_details(results)
+
+
+def print_restart_table(results: list[dict[str, Any]]) -> None:
+    print_table(results, RESTART_COLUMNS)
+    for result in results:
+        print(
+            f"  closes after the SIGTERM: {result.get('closes')}; still out at the end: "
+            f"{result.get('not_in_at_end')}\n"
+            f"  join stats of the process that stayed up: {_stats_text(result.get('join_stats'))}"
+            f"\n  of the stopped one: {_stats_text(result.get('stopped_join_stats'))}"
+        )
+    _print_details(results)
+
+
+def _print_details(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        details = result.get("failure_details")
+        if details:
+            shown = ", ".join(f"{kind} {count:,}" for kind, count in list(details.items())[:8])
+            print(f"  {result['server']} failures: {shown}")
+    print_errors(results)
+
+
+def run_storms(args: argparse.Namespace, scenario: str, report: dict) -> None:
+    for viewers in args.viewers or [2000]:
+        if scenario == "storm":
+            repeated(
+                args,
+                report,
+                "storms",
+                f"Storm: {viewers:,} viewers at once: baseline, then "
+                f"{args.processes} Daphne process(es), {shape(args)}",
+                lambda viewers=viewers: storm_pair(args, args.processes, viewers),
+                print_storm_table,
+            )
+        else:
+            repeated(
+                args,
+                report,
+                "restarts",
+                f"Restart storm: 2 Daphne processes, {viewers:,} viewers each; "
+                "the second stopped under its viewers",
+                lambda viewers=viewers: restart_run(args, viewers),
+                print_restart_table,
+            )
 
 
 # Registrations and certificates -----------------------------------------------------------------
@@ -314,13 +602,7 @@ def run_registration(args: argparse.Namespace) -> dict[str, Any]:
     event_id = data.Event.objects.get(slug=slug).pk
     connections.close_all()
     print(f"\n== Registration burst: {args.registrations:,} people, {args.concurrency} at once")
-    daphnes = servers.start_daphnes(
-        args.registration_processes,
-        database_url=args.database_url,
-        redis_url=args.redis_url,
-        secret_key=os.environ["SECRET_KEY"],
-        profile_dir=args.profile,
-    )
+    daphnes = start_daphnes(args, args.registration_processes)
     cpu_before = cpu = 0.0
     try:
         urls = [s.url for s in daphnes]
@@ -457,6 +739,57 @@ def verdicts(report: dict[str, Any]) -> list[str]:
                 f"{run['processes']} process(es), {run['viewers']:,} viewers: "
                 f"{run['rss_per_viewer_kib']} KiB per viewer ≤ 60 KiB",
             )
+    for run in report.get("storm_medians") or report.get("storms", []):
+        if run["server"] != "tongxin":
+            continue
+        everyone = (
+            f"{run['all_in_s']} s"
+            if run["all_in_s"] is not None
+            else f"{run['never_in']:,} never in"
+        )
+        ratio = (run.get("ratio") or {}).get("joins_per_s")
+        if (
+            run["shape"] == "embedded"
+            and run["processes"] == 1
+            and run["viewers"] >= BUDGETS["storm_embedded_viewers"]
+        ):
+            check(
+                run["never_in"] == 0
+                and (run["all_in_s"] or math.inf) <= BUDGETS["storm_embedded_all_in_s"],
+                f"storm, {run['viewers']:,} at once on 1 embedded process: "
+                f"all in within 15 s ({everyone})",
+            )
+            check(
+                (ratio or 0) >= BUDGETS["storm_embedded_ratio"],
+                f"storm, {run['viewers']:,} at once on 1 embedded process: "
+                f"joins/s {ratio}× the bare server ≥ 0.5×",
+            )
+        if (
+            run["shape"] == "production"
+            and run["processes"] >= 2
+            and run["viewers"] >= BUDGETS["storm_production_viewers"]
+        ):
+            check(
+                run["never_in"] == 0
+                and run["lost"] == 0
+                and (run["all_in_s"] or math.inf) <= BUDGETS["storm_production_all_in_s"],
+                f"storm, {run['viewers']:,} at once on {run['processes']} production processes: "
+                f"all in within 20 s, nothing lost ({everyone}, lost {run['lost']:,})",
+            )
+    for run in report.get("restart_medians") or report.get("restarts", []):
+        if run["viewers_per_process"] < BUDGETS["restart_viewers"]:
+            continue
+        back = (
+            f"{run['back_s']} s"
+            if run["back_s"] is not None
+            else f"{run['never_back']:,} never back"
+        )
+        check(
+            run["never_back"] == 0 and (run["back_s"] or math.inf) <= BUDGETS["restart_back_s"],
+            f"restart storm, {run['viewers_per_process']:,} viewers on the stopped process: "
+            f"all back within 10 s ({back})",
+        )
+        check(run["lost"] == 0, f"restart storm: no question lost (lost {run['lost']:,})")
     registration = report.get("registration")
     if registration:
         check(
@@ -492,19 +825,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[*ROOM_SCENARIOS, "room", "registration", "certificates", "chart", "all"],
+        choices=[*ROOM_SCENARIOS, "room", *STORMS, "registration", "certificates", "chart", "all"],
         help="repeatable; default: one-process",
     )
     room = parser.add_argument_group("room runs")
-    room.add_argument("--viewers", type=int, nargs="+", help="viewer counts (replace the defaults)")
-    room.add_argument("--processes", type=int, default=1, help="Daphne processes (room scenario)")
+    room.add_argument(
+        "--viewers",
+        type=int,
+        nargs="+",
+        help="viewer counts (replace the defaults; restart-storm: per process)",
+    )
+    room.add_argument(
+        "--processes", type=int, default=1, help="Daphne processes (room and storm scenarios)"
+    )
     room.add_argument("--questions", type=int, default=20)
-    room.add_argument("--rate", type=float, default=10.0, help="questions per second")
+    room.add_argument(
+        "--rate", type=float, help="questions per second (10; restart-storm: 5, throughout)"
+    )
     room.add_argument("--voters", type=int, default=3, help="attendees voting")
     room.add_argument("--clients", type=int, help="client processes (default: 1 per 5,000 viewers)")
     room.add_argument("--in-flight", type=int, default=100, help="connects under way at once")
     room.add_argument("--drain", type=float, default=30.0, help="seconds to wait for late frames")
     room.add_argument("--repeat", type=int, default=1, help="runs of each size (medians reported)")
+    room.add_argument(
+        "--storm-timeout",
+        type=float,
+        default=120.0,
+        help="storms: seconds for every viewer to get in (and back in), then partial figures",
+    )
     other = parser.add_argument_group("other scenarios")
     other.add_argument("--registrations", type=int, default=3000)
     other.add_argument("--concurrency", type=int, default=50, help="visitors registering at once")
@@ -533,7 +881,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scenarios = args.scenario or ["one-process"]
     if "all" in scenarios:
         scenarios = [*ALL, *(s for s in scenarios if s != "all")]
-    report: dict[str, Any] = {"machine": machine(), "rooms": [], "medians": [], "failures": []}
+    report: dict[str, Any] = {"machine": machine(), "failures": []}
+    for key, medians in MEDIANS.items():
+        report[key], report[medians] = [], []
     if scenarios == ["chart"]:
         if not args.source or not args.chart:
             raise SystemExit("chart needs --from results.json and --chart out.svg")
@@ -554,6 +904,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 run_rooms(args, plan, report)
             elif scenario == "room":
                 run_rooms(args, [(args.processes, args.viewers or [1000])], report)
+            elif scenario in STORMS:
+                run_storms(args, scenario, report)
             elif scenario in ("registration", "certificates"):
                 run = run_registration if scenario == "registration" else run_certificates
                 try:

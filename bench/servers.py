@@ -47,6 +47,7 @@ class Server:
     ) -> None:
         self.name = name
         self.profiled = profiled
+        self.terminated = False
         self._server_pid: int | None = None
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -74,7 +75,12 @@ class Server:
         return self._server_pid
 
     def terminate(self) -> None:
-        """Ask the server to stop; py-spy then writes its profile and exits."""
+        """Ask the server to stop; py-spy then writes its profile and exits.
+        Once only: a second SIGTERM stops Daphne at once (streaming/shutdown.py),
+        cutting short the graceful stop and the join stats it logs."""
+        if self.terminated:
+            return
+        self.terminated = True
         if self.process.poll() is None:
             if self.profiled:
                 try:

@@ -171,6 +171,10 @@ EMAIL_RATE = env_rate("EMAIL_RATE", "5/h")
 #: How often each process writes its viewers' open watch intervals: the most
 #: watch time a killed process can lose (SPEC.md §7 allows 60 s).
 ATTENDANCE_FLUSH_SECONDS = env_float("ATTENDANCE_FLUSH_SECONDS", 15.0, minimum=0.5, maximum=45.0)
+# Live-room joins that need the database (a browser without a room pass, a
+# signed-in organiser), under way at once per process; more are told to
+# come back (4503, streaming/admission.py).
+ROOM_DATABASE_JOINS = int(env_float("ROOM_DATABASE_JOINS", 32, minimum=0, maximum=10_000))
 
 # Auth ---------------------------------------------------------------------
 

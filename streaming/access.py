@@ -187,6 +187,14 @@ def visible_questions(participant: Participant) -> Q:
     return Q(status="visible") | (Q(status="pending") & own)
 
 
+def may_see(participant: Participant, *, status: str, author_key: str) -> bool:
+    """Whether ``participant``'s ``hello`` lists a question: the same rule as
+    :func:`visible_questions`, for a question already in memory."""
+    if participant.moderates or status == "visible":
+        return True
+    return status == "pending" and participant.key == author_key
+
+
 #: :func:`question_view` answers.
 SHOW, REMOVE = "question", "question.removed"
 

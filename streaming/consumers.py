@@ -18,6 +18,7 @@ from functools import wraps
 from typing import Any
 
 from autobahn.exception import Disconnected
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -31,29 +32,24 @@ from attendance.tracker import tracker
 from core import ratelimit
 from events.errors import ServiceError
 from events.marks import registrant_for
-from streaming import services, shutdown, transport
-from streaming.hub import encode, frame_for, hub
+from streaming import passes, protocol, services, shutdown, transport
+from streaming.hub import Room, frame_for, hub
+from streaming.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_RESTARTING,
+    CLOSE_TOO_BIG,
+    CLOSE_UNAVAILABLE,
+    MAX_FRAME_BYTES,
+    encode,
+)
 from streaming.services import Participant
 
 logger = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 16 * 1024
-#: Close code for a frame over MAX_FRAME_BYTES (Daphne cannot send 1009).
-CLOSE_TOO_BIG = 4009
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-#: The room could not be opened (its database unreachable, say); the client
-#: reconnects with backoff. Daphne sends only 1000 and 3000–4999, so not 1011.
-CLOSE_UNAVAILABLE = 4503
-#: This server process is stopping; the client reconnects (to another one).
-CLOSE_RESTARTING = 4012
-
 #: Errors that mean the database is out of reach (down, restarting, cut off,
 #: the pool exhausted), not that the request or the code is wrong.
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
-
-ASK_LIMIT = (3, 30.0)  # questions per seconds, per participant
-VOTE_LIMIT = (20, 10.0)
 
 Handler = Callable[["LiveConsumer", dict[str, Any], Any], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {}
@@ -117,73 +113,130 @@ class LiveConsumer(AsyncWebsocketConsumer):
     #: Set once the hello is sent: the hub writes room frames through it.
     writer: transport.Writer | None = None
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first hops to a worker thread to close stale
+        # database connections, for every frame. Every database call here
+        # runs through database_sync_to_async, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
+        room_hub = hub()
         if shutdown.stopping:
             # Arrived while this process stops: off to another one.
-            await self.accept()
-            await self.close(code=CLOSE_RESTARTING)
+            await self._refuse(CLOSE_RESTARTING)
+            return
+        wait = room_hub.admission.too_late(self.scope)
+        if wait is not None:
+            # Waited so long that Daphne will soon drop the handshake: no
+            # work for it, and a time to come back when there is room.
+            await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(wait))
             return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
         self.language = _language(self.scope)
         self.voted: set[int] = set()
         self.ready = False
         self.held: list[dict[str, Any]] = []
-        try:
-            self.participant = await database_sync_to_async(_resolve)(self.scope, session_id)
-        except DATABASE_UNREACHABLE:
-            logger.warning("room %s: database unreachable; viewer asked to retry", session_id)
-            await self.accept()
-            await self.close(code=CLOSE_UNAVAILABLE)
+        opened = await self._open(session_id)
+        if opened is None:
             return
-        except ServiceError as exc:
-            # Accept first: a close code only reaches the client after the
-            # handshake; before it, the browser sees a bare HTTP 403.
-            await self.accept()
-            await self.close(code=CLOSE_NOT_FOUND if exc.code == "not_found" else CLOSE_FORBIDDEN)
-            return
+        self.participant, room = opened
         await self.accept()
         # A failure, or Daphne cancelling a slow connect, after joining must
         # not leave a ghost member in the room or in the viewer count.
         try:
-            await self._enter(session_id)
+            await self._enter(room, self.participant)
         except asyncio.CancelledError:
             await self._leave()
             raise
         except Exception:
             logger.exception("could not open room %s", session_id)
+            room_hub.admission.failed()
             await self._leave()
-            await self.close(code=CLOSE_UNAVAILABLE)
+            await self.close(code=CLOSE_UNAVAILABLE, reason=protocol.retry_reason(0))
+            return
+        if self.joined and not self.reentering:
+            room_hub.admission.greeted(self.scope)
 
-    async def _enter(self, session_id: int) -> None:
-        participant = self.participant
-        # Join before reading the state: anything committed after the read
-        # then arrives through the hub and is held until hello is sent.
+    async def _open(self, session_id: int) -> tuple[Participant, Room] | None:
+        """Who this connection is, and its room; None when it was answered
+        (closed) instead. A browser holding a room pass for a place the room
+        knows is let in without the database; anyone else is asked of it,
+        a limited number at a time."""
+        room_hub = hub()
+        try:
+            room = await room_hub.room(session_id)
+        except ServiceError:
+            await self._refuse(CLOSE_NOT_FOUND)
+            return None
+        except Exception as exc:
+            self._unavailable(session_id, exc)
+            await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(0))
+            return None
+        assert room.state is not None
+        registrant_id = passes.read(self.scope.get("cookies") or {}).get(room.state.event_id)
+        if registrant_id is not None:
+            participant = room.state.admit(registrant_id)
+            if participant is not None:
+                return participant, room
+        wait = room_hub.admission.enter_slow()
+        if wait is not None:
+            await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(wait))
+            return None
+        try:
+            participant = await database_sync_to_async(_resolve)(self.scope, session_id)
+            # Open again if it closed meanwhile (no pause when it did not).
+            room = await room_hub.room(session_id)
+        except ServiceError as exc:
+            await self._refuse(CLOSE_NOT_FOUND if exc.code == "not_found" else CLOSE_FORBIDDEN)
+            return None
+        except Exception as exc:
+            self._unavailable(session_id, exc)
+            await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(0))
+            return None
+        finally:
+            room_hub.admission.leave_slow()
+        return participant, room
+
+    def _unavailable(self, session_id: int, exc: Exception) -> None:
+        hub().admission.failed()
+        if isinstance(exc, DATABASE_UNREACHABLE):
+            logger.warning("room %s: database unreachable; viewer asked to retry", session_id)
+        else:
+            logger.error("room %s: could not be opened: %r", session_id, exc)
+
+    async def _refuse(self, code: int, reason: str | None = None) -> None:
+        # Accept first: a close code only reaches the client after the
+        # handshake; before it, the browser sees a bare HTTP 403.
+        await self.accept()
+        await self.close(code=code, reason=reason)
+
+    async def _enter(self, room: Room, participant: Participant) -> None:
+        """Join ``room`` as ``participant`` and send the hello. Joining and
+        reading the room's state happen with no pause between them, so every
+        later room message reaches this member (held until hello is out)."""
+        room_hub = hub()
+        while not room_hub.add(room, self):
+            room = await room_hub.room(participant.session_id)  # it closed meanwhile
         self.joined = True
-        await hub().join(session_id, self)
-        if not self.joined:
-            return  # let go meanwhile (hub().join waits for the subscription)
+        hello, self.voted = room_hub.greet(room, participant)
         if participant.counted and participant.registrant_id is not None:
             self.counted = True
-            tracker().arrive(session_id, participant.registrant_id)
-            await presence().join(session_id, participant.registrant_id)
-        state = await database_sync_to_async(services.room_state)(participant=participant)
-        if not self.joined or self.participant is not participant:
-            return  # let go, or about to be greeted as someone else
-        self.voted = set(state["voted"])
-        hello = {
-            "type": "hello",
-            "session": state["session"],
-            "you": {"role": participant.role, "name": participant.name},
-            "questions": [dict(q, voted=q["id"] in self.voted) for q in state["questions"]],
-            "viewers": await hub().viewers(session_id, or_local=True),
-        }
-        await self.send(text_data=encode(hello))
+            tracker().arrive(participant.session_id, participant.registrant_id)
+            await presence().join(participant.session_id, participant.registrant_id)
+            if not self.joined or self.participant is not participant:
+                return  # let go, or about to be greeted as someone else
+        await self.send(text_data=hello)
         # Replay what arrived meanwhile, in order: votes in it update
         # ``voted`` on top of the state hello was built from.
         while self.held:
             text = frame_for(self, self.held.pop(0), {})
             if text is not None:
                 await self.send(text_data=text)
+        if not self.joined or self.participant is not participant:
+            return
         # Everything above is in the connection's write buffer by now, so
         # room frames written straight to the socket queue up behind it.
         self.writer = transport.writer_for(self.base_send)
@@ -204,7 +257,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         4403, reason ``revoked``."""
         async with self._changing():
             await self._leave()
-        await self.close(code=CLOSE_FORBIDDEN, reason="revoked")
+        await self.close(code=CLOSE_FORBIDDEN, reason=protocol.REASON_REVOKED)
 
     async def reenter(self, participant: Participant) -> None:
         """Called by the hub: the participant's role (or name) changed. The
@@ -226,7 +279,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
                     self.participant = participant
                     self.voted = set()
                     self.held = []
-                    await self._enter(participant.session_id)
+                    room = await hub().room(participant.session_id)
+                    await self._enter(room, participant)
                     if self.changed_to is None:
                         break
                     participant, self.changed_to = self.changed_to, None
@@ -235,7 +289,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
                     "could not greet a member again in room %s", participant.session_id
                 )
                 await self._leave()
-                await self.close(code=CLOSE_UNAVAILABLE)
+                await self.close(code=CLOSE_UNAVAILABLE, reason=protocol.retry_reason(0))
             finally:
                 self.reentering = False
 
@@ -323,14 +377,21 @@ class LiveConsumer(AsyncWebsocketConsumer):
             logger.exception("live protocol handler failed for %r", message.get("type"))
             await self._error("invalid", _("That could not be done; please try again."), ref)
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Through Daphne, a close reason needs a way round it (transport.py).
+        if isinstance(code, int) and not isinstance(code, bool) and reason:
+            if transport.close_with_reason(self.base_send, code, reason):
+                return
+        await super().close(code=code, reason=reason)
+
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send(text_data=encode(message))
 
     async def _error(self, code: str, text: str, ref: Any) -> None:
-        await self.send_json({"type": "error", "code": code, "message": text, "ref": ref})
+        await self.send_json({"type": protocol.ERROR, "code": code, "message": text, "ref": ref})
 
     async def _ack(self, ref: Any, **extra: Any) -> None:
-        await self.send_json({"type": "ack", "ref": ref, **extra})
+        await self.send_json({"type": protocol.ACK, "ref": ref, **extra})
 
 
 def _language(scope: dict[str, Any]) -> str:
@@ -357,7 +418,7 @@ def _valid_ref(ref: Any) -> bool:
         return False
     if isinstance(ref, int):
         return abs(ref) < 2**53
-    if not isinstance(ref, str) or len(ref) > 100:
+    if not isinstance(ref, str) or len(ref) > protocol.MAX_REF_LENGTH:
         return False
     # A lone surrogate (sent as "\ud800") cannot be encoded as UTF-8: echoing
     # it would break the reply frame instead of answering it.
@@ -368,18 +429,18 @@ def _call(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return database_sync_to_async(function)
 
 
-@handles("ping")
+@handles(protocol.PING)
 async def ping(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
-    await consumer.send_json({"type": "pong", "ref": ref})
+    await consumer.send_json({"type": protocol.PONG, "ref": ref})
 
 
-@handles("question.ask", needs="ask")
+@handles(protocol.ASK, needs="ask")
 async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
     text, anonymous = message.get("text"), message.get("anonymous", False)
     # A refused question (empty, too long) must not use up one of the three.
     services.check_question(text=text, anonymous=anonymous)
-    await rate_limit(participant, "ask", ASK_LIMIT)
+    await rate_limit(participant, "ask", protocol.ASK_LIMIT)
     try:
         question = await _call(services.ask_question)(
             participant=participant, text=text, anonymous=anonymous
@@ -391,12 +452,12 @@ async def ask(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None
     await consumer._ack(ref, id=question["id"])
 
 
-@handles("question.vote", needs="vote")
+@handles(protocol.VOTE, needs="vote")
 async def vote(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
     # Malformed votes are refused without spending the allowance.
     services.check_vote(question_id=message.get("id"), up=message.get("up"))
-    await rate_limit(participant, "vote", VOTE_LIMIT)
+    await rate_limit(participant, "vote", protocol.VOTE_LIMIT)
     question = await _call(services.vote_question)(
         participant=participant, question_id=message.get("id"), up=message.get("up")
     )
@@ -404,7 +465,7 @@ async def vote(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> Non
         await consumer._ack(ref, id=question["id"])
 
 
-@handles("question.moderate", needs="moderate")
+@handles(protocol.MODERATE, needs="moderate")
 async def moderate(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     question = await _call(services.moderate_question)(
         participant=consumer.participant,
@@ -416,7 +477,7 @@ async def moderate(consumer: LiveConsumer, message: dict[str, Any], ref: Any) ->
         await consumer._ack(ref, id=question["id"])
 
 
-@handles("session.status", needs="status")
+@handles(protocol.STATUS, needs="status")
 async def session_status(consumer: LiveConsumer, message: dict[str, Any], ref: Any) -> None:
     participant = consumer.participant
     await _call(services.set_session_status)(

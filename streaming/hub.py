@@ -30,8 +30,17 @@ Contract:
 - Every :data:`VIEWERS_EVERY` seconds, a room with local members gets a
   ``viewers`` frame if the count or peak changed: at most one per interval
   however fast people come and go.
+- The hub keeps each room's state (:class:`streaming.roomstate.RoomState`):
+  read once when the room opens in this process, after joining the group,
+  then moved by every room message as it is received. A member added with
+  :meth:`RoomHub.add` is greeted from it (:meth:`RoomHub.greet`) with no
+  pause in between, so its ``hello`` holds every message received before
+  and none after: those reach it as frames. A change of rights updates the
+  state's places before any member is checked again; after a layer outage
+  the state is read again.
 - The last member leaving starts a short grace period; the process leaves
-  the group only if nobody rejoined by then.
+  the group only if nobody rejoined by then. A room opened for a viewer
+  who never got in closes the same way.
 - A change of rights made elsewhere (``access`` room message: a
   registration cancelled, a role removed) is no frame: each process checks
   again, against the database, only the members it names, once per
@@ -50,7 +59,6 @@ voter has voted for), ``ready``, ``held``, ``writer`` (a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,11 +69,14 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from attendance import tracker as attendance_tracker
-from attendance.presence import LocalPresence, presence
+from attendance.presence import Count, LocalPresence, presence
 from core.loops import per_loop
 from streaming import access, services
 from streaming.access import REMOVE, Participant, question_view
+from streaming.admission import Admission
 from streaming.groups import room_group
+from streaming.protocol import QUESTION, QUESTION_REMOVED, SESSION_CHANGED, SESSION_STATUS, encode
+from streaming.roomstate import RoomState
 from streaming.transport import PreparedFrames, Writer
 
 logger = logging.getLogger(__name__)
@@ -97,10 +108,6 @@ class Member(Protocol):
     async def reenter(self, participant: Participant) -> None: ...
 
 
-def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-
-
 @dataclass(eq=False)
 class Room:
     session_id: int
@@ -129,8 +136,16 @@ class Room:
     #: Members being checked again after a change made elsewhere.
     rechecks: set[asyncio.Task] = field(default_factory=set)
     #: One re-check at a time, in the order the changes arrived, so that an
-    #: older change's answer never overrides a newer one's.
+    #: older change's answer never overrides a newer one's. Reading the
+    #: room's state holds it too: a change of rights that arrives meanwhile
+    #: is applied to the state read, not before it.
     recheck_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: What this process knows of the room (None until first read), and the
+    #: room messages received while it is being read, applied after.
+    state: RoomState | None = None
+    early: list[dict[str, Any]] | None = None
+    #: Done once the process hears the room and has read its state.
+    loaded: asyncio.Future | None = None
 
     def __post_init__(self) -> None:
         for member in list(self.members):
@@ -158,20 +173,46 @@ class RoomHub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.rooms: dict[int, Room] = {}
+        self.admission = Admission()
 
-    async def join(self, session_id: int, member: Member) -> None:
-        """Add ``member``; returns once this process receives the room's messages."""
-        room = self.rooms.get(session_id)
-        if room is None:
-            room = self.rooms[session_id] = Room(session_id)
-            room.subscribed = asyncio.get_running_loop().create_future()
-            room.tasks.append(asyncio.ensure_future(self._subscribe(room)))
+    async def room(self, session_id: int) -> Room:
+        """The room, once this process hears its messages and knows its state
+        (``not_found`` for an unknown session). Without a member added by
+        :meth:`add` before the next pause, it closes after :data:`GRACE`."""
+        while True:
+            room = self.rooms.get(session_id)
+            if room is None:
+                room = self.rooms[session_id] = Room(session_id)
+                loop = asyncio.get_running_loop()
+                room.subscribed = loop.create_future()
+                room.loaded = loop.create_future()
+                room.tasks.append(asyncio.ensure_future(self._subscribe(room)))
+                room.tasks.append(asyncio.ensure_future(self._load(room, first=True)))
+                self._close_later(room)
+            assert room.loaded is not None
+            await asyncio.shield(room.loaded)
+            if self.rooms.get(session_id) is room:
+                return room
+
+    def add(self, room: Room, member: Member) -> bool:
+        """Add ``member`` to ``room`` (from :meth:`room`, with no pause since);
+        False when the room has closed meanwhile."""
+        if self.rooms.get(room.session_id) is not room:
+            return False
         if room.closing is not None:
             room.closing.cancel()
             room.closing = None
         room.add(member)
-        assert room.subscribed is not None
-        await asyncio.shield(room.subscribed)
+        return True
+
+    def greet(self, room: Room, participant: Participant) -> tuple[str, set[int]]:
+        """The ``hello`` for ``participant`` as the room stands now, and the
+        ids they voted for."""
+        assert room.state is not None
+        last = Count(*room.last_viewers) if room.last_viewers else None
+        joining = participant.registrant_id if participant.counted else None
+        count = presence().greeting_count(room.session_id, joining, last)
+        return room.state.hello(participant, {"now": count.now, "peak": count.peak})
 
     async def leave(self, session_id: int, member: Member) -> None:
         room = self.rooms.get(session_id)
@@ -179,11 +220,14 @@ class RoomHub:
             return
         room.discard(member)
         if not room.members and room.closing is None:
-            loop = asyncio.get_running_loop()
-            # Kept in room.tasks: the loop holds only a weak reference to a task.
-            room.closing = loop.call_later(
-                GRACE, lambda: room.tasks.append(asyncio.ensure_future(self._close(room)))
-            )
+            self._close_later(room)
+
+    def _close_later(self, room: Room) -> None:
+        loop = asyncio.get_running_loop()
+        # Kept in room.tasks: the loop holds only a weak reference to a task.
+        room.closing = loop.call_later(
+            GRACE, lambda: room.tasks.append(asyncio.ensure_future(self._close(room)))
+        )
 
     async def viewers(self, session_id: int, *, or_local: bool = False) -> dict[str, int]:
         """The room's count across processes; with ``or_local``, this process's
@@ -210,13 +254,61 @@ class RoomHub:
             room.tasks.append(asyncio.ensure_future(self._tick(room)))
             room.subscribed.set_result(True)
         except Exception as exc:
-            self.rooms.pop(room.session_id, None)
             room.subscribed.set_exception(exc)
+
+    async def _load(self, room: Room, *, first: bool = False) -> None:
+        """Read the room's state (after subscribing: anything committed later
+        arrives as a message, applied on top of what was read). The first
+        read opens the room; a failed one closes it again, so the next
+        viewer tries anew. A later read (after a layer outage) replaces the
+        state only once it succeeded."""
+        assert room.loaded is not None and room.subscribed is not None
+        async with room.recheck_lock:
+            room.early = []
+            try:
+                await asyncio.shield(room.subscribed)
+                snapshot = await database_sync_to_async(services.room_snapshot)(room.session_id)
+                state = RoomState.from_snapshot(snapshot)
+                for message in room.early:
+                    state.apply(message)
+                room.state = state
+                if first:
+                    room.last_viewers = await self._count_or_local(room.session_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not first:
+                    logger.exception("room %s: could not read the room again", room.session_id)
+                    return
+                if self.rooms.get(room.session_id) is room:
+                    del self.rooms[room.session_id]
+                    room.tasks.append(asyncio.ensure_future(self._shut(room)))
+                if not room.loaded.done():
+                    room.loaded.set_exception(exc)
+                    room.loaded.exception()  # retrieved here; joiners get it too
+                return
+            finally:
+                room.early = None
+        if not room.loaded.done():
+            room.loaded.set_result(True)
+
+    async def _count_or_local(self, session_id: int) -> tuple[int, int]:
+        counts = await self.viewers(session_id, or_local=True)
+        return counts["now"], counts["peak"]
 
     async def _close(self, room: Room) -> None:
         if room.members or self.rooms.get(room.session_id) is not room:
             return
         del self.rooms[room.session_id]
+        await self._shut(room)
+
+    async def _shut(self, room: Room) -> None:
+        """Stop what a room no longer in :attr:`rooms` runs, and leave its group."""
+        if room.closing is not None:
+            room.closing.cancel()
+            room.closing = None
+        if room.subscribed is not None and not room.subscribed.done():
+            room.subscribed.cancel()
         current = asyncio.current_task()
         for task in [*room.tasks, *room.rechecks, room.votes_flush]:
             if task is not None and task is not current:
@@ -245,6 +337,9 @@ class RoomHub:
                     )
                     failing_since = None
                     room.tasks.append(asyncio.ensure_future(self._catch_up(room, missed_since)))
+                    # Changes of rights may have been missed too: read the
+                    # room's state again.
+                    room.tasks.append(asyncio.ensure_future(self._load(room)))
                     # The count too: each process rewrites its own viewers.
                     try:
                         await presence().refresh()
@@ -339,6 +434,12 @@ class RoomHub:
             return
         async with room.lock:
             room.received += 1
+            # The state moves with ``received``: a member added from now on
+            # is greeted with this message in its hello and is not sent it.
+            if room.state is not None:
+                room.state.apply(message)
+            if room.early is not None:
+                room.early.append(message)
             if message.get("event") == "question":
                 loop = asyncio.get_running_loop()
                 if "voter" in message:
@@ -372,7 +473,30 @@ class RoomHub:
 
     async def _recheck_in_turn(self, room: Room, message: dict[str, Any]) -> None:
         async with room.recheck_lock:
+            try:
+                await self._update_places(room, message)
+            except Exception:
+                # Nobody new is let in on the old places: they are dropped.
+                logger.exception("room %s: could not read changed places", room.session_id)
+                if room.state is not None:
+                    room.state.set_places(set(message.get("registrants", ())), {})
             await self._recheck(room, message)
+
+    async def _update_places(self, room: Room, message: dict[str, Any]) -> None:
+        """Bring the room's state up to a change of rights, before anyone
+        else is let in on it."""
+        state = room.state
+        if state is None:
+            return
+        if message.get("unpublished"):
+            state.published = False
+            return
+        registrants = set(message.get("registrants", ()))
+        if registrants:
+            confirmed = await database_sync_to_async(services.confirmed_places)(
+                room.session_id, registrants
+            )
+            state.set_places(registrants, confirmed)
 
     async def _recheck(self, room: Room, message: dict[str, Any]) -> None:
         """Check again, once per participant (whatever their tabs), the members
@@ -464,11 +588,11 @@ def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -
     event = message.get("event")
     if event == "status":
         if "status" not in frames:
-            frames["status"] = encode({"type": "session.status", "status": message["status"]})
+            frames["status"] = encode({"type": SESSION_STATUS, "status": message["status"]})
         return frames["status"]
     if event == "session":
         if "session" not in frames:
-            frames["session"] = encode({"type": "session.changed", "session": message["session"]})
+            frames["session"] = encode({"type": SESSION_CHANGED, "session": message["session"]})
         return frames["session"]
     if event != "question":
         logger.warning("unknown room message %r", event)
@@ -488,7 +612,7 @@ def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -
         return None
     if view == REMOVE:
         if REMOVE not in frames:
-            frames[REMOVE] = encode({"type": "question.removed", "id": question_id})
+            frames[REMOVE] = encode({"type": QUESTION_REMOVED, "id": question_id})
         return frames[REMOVE]
     # Everyone who may see a question sees the same body; only ``voted`` differs.
     voted = question_id in member.voted
@@ -496,7 +620,7 @@ def frame_for(member: Member, message: dict[str, Any], frames: dict[Any, str]) -
         body = dict(question, voted=voted)
         if message.get("anonymous"):
             body["author"] = None  # never shown in the room (access.shown_author)
-        frames[voted] = encode({"type": "question", "question": body})
+        frames[voted] = encode({"type": QUESTION, "question": body})
     return frames[voted]
 
 

@@ -1,17 +1,19 @@
 """Websocket routes (SPEC.md §6)."""
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.middleware import BaseMiddleware
+from channels.routing import URLRouter
+from channels.sessions import SessionMiddlewareStack
+from django.contrib import auth
 from django.urls import re_path
+from django.utils.functional import SimpleLazyObject
 
-from streaming.consumers import (
-    CLOSE_NOT_FOUND,
-    CLOSE_UNAVAILABLE,
-    DATABASE_UNREACHABLE,
-    LiveConsumer,
-)
+from streaming.consumers import LiveConsumer
+from streaming.protocol import CLOSE_NOT_FOUND
 
 logger = logging.getLogger(__name__)
 
@@ -33,31 +35,22 @@ websocket_urlpatterns = [
 ]
 
 
-class DatabaseGuard:
-    """Around the websocket stack: when the visitor's Django session cannot
-    be read (the database out of reach) before the room opens, accept and
-    close with 4503, so that the browser retries with backoff instead of
-    seeing a bare failed handshake."""
+class LazyAuthMiddleware(BaseMiddleware):
+    """``scope["user"]``: the session's user, read when first used. Channels'
+    own AuthMiddleware reads it for every handshake, a database query on
+    the one database thread; the room asks for it only for a browser
+    without a room pass (streaming.passes), inside its worker thread."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        session = scope["session"]
+        scope = dict(
+            scope, user=SimpleLazyObject(lambda: auth.get_user(SimpleNamespace(session=session)))
+        )  # type: ignore[arg-type]
+        return await self.inner(scope, receive, send)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        started = False
 
-        async def tracked_receive() -> dict[str, Any]:
-            nonlocal started
-            started = True
-            return await receive()
-
-        try:
-            await self.app(scope, tracked_receive, send)
-        except DATABASE_UNREACHABLE as exc:
-            if started:
-                raise  # the consumer had the connection; Daphne closes it
-            logger.warning(
-                "%s: database unavailable before the room opened: %s", scope["path"], exc
-            )
-            await receive()  # websocket.connect
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
+def websocket_application() -> Any:
+    """The websocket side of the site, inside the origin check."""
+    # Nothing here reads the database: a room that cannot be opened for
+    # want of it answers 4503 itself (streaming.consumers).
+    return SessionMiddlewareStack(LazyAuthMiddleware(URLRouter(websocket_urlpatterns)))

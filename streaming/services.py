@@ -11,7 +11,7 @@ model instances, so the async side never touches a lazy relation.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -22,14 +22,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from events.errors import ServiceError
-from events.models import Session
+from events.models import Registration, Session
 from events.services import has_visible_character
-from streaming import access, groups
+from streaming import access, groups, protocol
 from streaming.access import Participant
 from streaming.models import Question, Vote
-
-MAX_QUESTION_LENGTH = 500
-MAX_ANSWER_LENGTH = 2000
 
 #: Who may enter and do what is decided in :mod:`streaming.access`; the
 #: participant type is re-exported for the callers of these services.
@@ -90,6 +87,44 @@ def room_state(*, participant: Participant) -> dict[str, Any]:
         "questions": [serialize_question(q) for q in questions],
         "voted": sorted(voted),
     }
+
+
+def room_snapshot(session_id: int) -> dict[str, Any]:
+    """Everything a process keeps of a room to let viewers in and greet them
+    without the database (:class:`streaming.roomstate.RoomState`): the
+    session, every question (as its room message), every vote (question id,
+    voter key) and the confirmed places (registrant id → name).
+    ``not_found`` for an unknown session."""
+    session = access.load_session(session_id)
+    questions = Question.objects.filter(session=session).order_by("created_at", "pk")
+    votes = Vote.objects.filter(question__session=session).values_list(
+        "question_id", "registrant_id", "user_id"
+    )
+    return {
+        "session": session_info(session),
+        "event_id": session.event_id,
+        "published": session.event.published,
+        "questions": [_question_message(question) for question in questions],
+        "votes": [
+            (question_id, f"r{registrant_id}" if registrant_id else f"u{user_id}")
+            for question_id, registrant_id, user_id in votes
+        ],
+        "places": confirmed_places(session.pk, None),
+    }
+
+
+def confirmed_places(session_id: int, registrant_ids: Iterable[int] | None) -> dict[int, str]:
+    """Registrant id → name of those (among ``registrant_ids``, or all) with a
+    confirmed place in the session: whom :func:`streaming.access.participant_for`
+    lets in as attendees (of a published event)."""
+    places = Registration.objects.filter(
+        session_id=session_id,
+        status=Registration.Status.CONFIRMED,
+        registrant__event_id=F("session__event_id"),
+    )
+    if registrant_ids is not None:
+        places = places.filter(registrant_id__in=list(registrant_ids))
+    return dict(places.values_list("registrant_id", "registrant__name"))
 
 
 def _voter(participant: Participant) -> dict[str, Any]:
@@ -162,7 +197,7 @@ def check_question(*, text: Any, anonymous: Any) -> str:
     :func:`ask_question` would for bad input. Pure: no database."""
     if not isinstance(anonymous, bool):
         raise ServiceError("invalid", _("anonymous must be true or false."))
-    return clean_text(text, limit=MAX_QUESTION_LENGTH, field=_("The question"))
+    return clean_text(text, limit=protocol.MAX_QUESTION_LENGTH, field=_("The question"))
 
 
 def check_vote(*, question_id: Any, up: Any) -> None:
@@ -260,7 +295,9 @@ def moderate_question(
         elif action == "answer":
             question.answered = True
             if answer is not None:
-                question.answer = clean_text(answer, limit=MAX_ANSWER_LENGTH, field=_("The answer"))
+                question.answer = clean_text(
+                    answer, limit=protocol.MAX_ANSWER_LENGTH, field=_("The answer")
+                )
         elif action == "pin":
             if question.status != Question.Status.VISIBLE:
                 raise ServiceError("invalid", _("Approve the question before pinning it."))

@@ -3,9 +3,11 @@
 Contract:
 
 - On SIGTERM the process stops accepting connections, then closes every
-  live-room connection with :data:`~streaming.consumers.CLOSE_RESTARTING`
+  live-room connection with :data:`~streaming.protocol.CLOSE_RESTARTING`
   (4012), so browsers reconnect at once, to another process behind the
-  proxy.
+  proxy. The closes are spread evenly over up to :data:`SPREAD` seconds
+  (:data:`SPREAD_RATE` a second): the other processes get the viewers as a
+  steady stream they can greet, not as one storm.
 - It waits up to :data:`LEAVE_TIMEOUT` seconds for the viewers to leave,
   which takes them out of the viewer count, then ends and writes every
   watch interval still open here (:meth:`AttendanceTracker.close`): a
@@ -27,10 +29,18 @@ import sys
 import threading
 from typing import Any
 
+from attendance.tracker import tracker
+from streaming.hub import hub
+from streaming.protocol import CLOSE_RESTARTING
+
 logger = logging.getLogger(__name__)
 
 LEAVE_TIMEOUT = 3.0
 STOP_TIMEOUT = 15.0
+#: Longest spread of the 4012 closes, and the rate below which they are
+#: not spread that long (a few viewers leave at once).
+SPREAD = 4.0
+SPREAD_RATE = 500.0
 
 #: Set once a graceful stop begins: a connection that arrives after it is
 #: sent on its way at once (streaming.consumers).
@@ -93,27 +103,40 @@ def _stop_listening(reactor: Any) -> None:
     logger.warning("SIGTERM: stopped accepting connections on %d ports", len(ports))
 
 
-async def drain() -> None:
-    """Send this process's viewers away and write their watch time."""
-    from attendance.tracker import tracker
-    from streaming.consumers import CLOSE_RESTARTING
-    from streaming.hub import hub
+def spread(count: int) -> float:
+    """Seconds over which ``count`` viewers are sent away."""
+    return min(SPREAD, count / SPREAD_RATE)
 
-    rooms = hub().rooms
+
+async def drain() -> None:
+    """Send this process's viewers away, spread over a few seconds, and
+    write their watch time."""
+    room_hub = hub()
+    rooms = room_hub.rooms
     members = [member for room in rooms.values() for member in room.members]
+    over = spread(len(members))
     logger.warning(
-        "SIGTERM: asking %d connections in %d rooms to reconnect elsewhere, then stopping",
+        "SIGTERM: asking %d connections in %d rooms to reconnect elsewhere over %.1f s, "
+        "then stopping",
         len(members),
         len(rooms),
+        over,
     )
-    await asyncio.gather(
-        *(member.close(code=CLOSE_RESTARTING) for member in members),  # type: ignore[attr-defined]
-        return_exceptions=True,
-    )
-    closed = set(members)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    closed: set = set()
+    for index, member in enumerate(members):
+        # Each at its own moment: the i-th of n at i/n of the spread.
+        delay = started + over * index / max(1, len(members)) - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        closed.add(member)
+        try:
+            await member.close(code=CLOSE_RESTARTING)  # type: ignore[attr-defined]
+        except Exception:
+            logger.debug("a member was already gone", exc_info=True)
     # Each viewer leaves the room (and the count) once its browser answers
     # the close; one that does not is let go below anyway.
-    loop = asyncio.get_running_loop()
     deadline = loop.time() + LEAVE_TIMEOUT
     while any(room.members for room in rooms.values()) and loop.time() < deadline:
         await asyncio.sleep(0.05)
@@ -128,3 +151,4 @@ async def drain() -> None:
     logger.warning(
         "SIGTERM: watch time written (%d intervals were still open); stopping", still_open
     )
+    logger.warning("SIGTERM: %s", room_hub.admission.stats.line())

@@ -54,16 +54,39 @@ from __future__ import annotations
 
 import functools
 import logging
+import pprint
 import struct
 from collections.abc import Callable
 from typing import Any
 
+import txaio
 from channels.sessions import InstanceSessionWrapper
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import tcp
 
 logger = logging.getLogger(__name__)
+
+
+# autobahn formats its whole configuration with ``pprint.pformat`` for a
+# debug message on every new connection, whether or not debug logging is
+# on: a seventh of the server's CPU per join in a storm's profile. Its
+# module's ``pformat`` is replaced by one that formats only when txaio logs
+# debug messages. (autobahn 26.10.2, pinned; tests/streaming/test_transport.py.)
+
+
+def _pformat_when_logged(value: Any) -> str:
+    if txaio.get_global_log_level() in ("debug", "trace"):
+        return pprint.pformat(value)
+    return "(not formatted: debug logging is off)"
+
+
+def install_lazy_debug_format() -> None:
+    """Make autobahn skip formatting debug messages nobody logs."""
+    from autobahn.websocket import protocol
+
+    protocol.pformat = _pformat_when_logged  # type: ignore[attr-defined]
+
 
 #: FIN bit and the text opcode: a whole, unfragmented text message.
 _FIN_TEXT = 0x81
@@ -164,6 +187,23 @@ def writer_for(send: Callable[..., Any]) -> Writer | None:
         return None
     _note_once("room frames are written straight to each viewer's socket")
     return Writer(protocol, transport)
+
+
+def close_with_reason(send: Callable[..., Any], code: int, reason: str) -> bool:
+    """Close the accepted connection behind ``send`` with ``code`` and
+    ``reason``; False when it is not a Daphne connection (the caller then
+    closes through the ASGI ``send``, which carries the reason).
+
+    Daphne passes an application's close code on but drops its reason, and
+    the reason is part of the protocol (4503's ``retry=<seconds>``). So the
+    close frame is sent through autobahn, as Daphne itself would with the
+    reason added; Daphne hears of the close as of any other."""
+    protocol = _daphne_protocol(send)
+    if protocol is None:
+        return False
+    if protocol.state == _OPEN:
+        protocol.sendClose(code=code, reason=reason)
+    return True
 
 
 def _daphne_protocol(send: Callable[..., Any]) -> WebSocketProtocol | None:

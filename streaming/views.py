@@ -10,7 +10,7 @@ from django.utils import timezone
 from events.errors import ServiceError
 from events.marks import registrant_for
 from events.models import Registrant, Session
-from streaming import access, services
+from streaming import access, passes, protocol, services
 
 
 def live(request: HttpRequest, session_id: int) -> HttpResponse:
@@ -51,12 +51,14 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
         "moderates": moderates,
         "organises": organises,
         "qaModerated": session.qa_moderated,
-        "maxLength": services.MAX_QUESTION_LENGTH,
+        # Close codes and limits: live.js keeps no copy (streaming.protocol).
+        "protocol": protocol.client_config(),
+        "maxLength": protocol.MAX_QUESTION_LENGTH,
         # Only people who may enter get the stream's address.
         "stream": stream if joined else {"kind": "none", "url": None},
         "hlsPlayerUrl": getattr(settings, "HLS_PLAYER_URL", "") if joined else "",
     }
-    return render(
+    response = render(
         request,
         "streaming/live.html",
         {
@@ -71,3 +73,6 @@ def live(request: HttpRequest, session_id: int) -> HttpResponse:
             "live_config": live_config,
         },
     )
+    # The room pass lets this browser's socket in without a database query.
+    passes.give(request, response)
+    return response

@@ -15,7 +15,9 @@
   var PING_EVERY = 25000;
   var HELLO_WITHIN = 15000;
   var BACKOFF_FIRST = 500;
-  var BACKOFF_MAX = 30000;
+  // Close codes and limits come from the page (streaming/protocol.py).
+  var PROTOCOL = config.protocol;
+  var BACKOFF_MAX = PROTOCOL.retryMax * 1000;
 
   function $(selector, scope) { return (scope || root).querySelector(selector); }
   function $all(selector, scope) { return Array.prototype.slice.call((scope || root).querySelectorAll(selector)); }
@@ -774,26 +776,46 @@
     var lost = Array.from(waiting.values());
     waiting.clear();
     lost.forEach(function (reply) { reply({ type: "error", code: "offline" }); });
-    if (code === 4403 || code === 4404) {
+    var close = PROTOCOL.close;
+    if (code === close.forbidden || code === close.notFound) {
       // Final: reconnecting would be refused the same way. A room that let
       // someone go (registration cancelled, role removed) says so.
-      setConnection(code === 4404 ? "gone" : reason === "revoked" || wasGreeted ? "revoked" : "forbidden");
+      setConnection(code === close.notFound ? "gone" : reason === PROTOCOL.revoked || wasGreeted ? "revoked" : "forbidden");
       unmountStream();
       var askForm = $("[data-ask-form]");
       if (askForm) { askForm.hidden = true; }
       return;
     }
+    if (code === close.restarting) {
+      // The server is stopping and sends its viewers away a few at a time:
+      // back at once, to another process, with a little jitter.
+      reconnectLater(Math.random() * 250);
+      return;
+    }
+    var retry = code === close.unavailable ? retryAfter(reason) : null;
+    if (retry !== null) {
+      // Not admitted just now: come back no sooner than asked, plus up to
+      // half as long again, so the refused do not all return together.
+      reconnectLater(retry * 1000 * (1 + Math.random() / 2));
+      return;
+    }
     reconnectLater();
   }
 
+  // "retry=<seconds>" in a 4503's reason: the wait the server asks for.
+  function retryAfter(reason) {
+    var match = /^retry=([0-9]+(?:\.[0-9]+)?)$/.exec(reason || "");
+    return match ? Math.min(PROTOCOL.retryMax, parseFloat(match[1])) : null;
+  }
+
   // Exponential backoff with ±50 % jitter, so a restarted server is not hit
-  // by every viewer in the same instant.
-  function reconnectLater() {
+  // by every viewer in the same instant; or the wait the server asked for.
+  function reconnectLater(wait) {
     setConnection("reconnecting");
     if (retryTimer) { return; }
     var delay = Math.min(BACKOFF_MAX, BACKOFF_FIRST * Math.pow(2, attempt));
     attempt += 1;
-    retryTimer = window.setTimeout(connect, delay * (0.5 + Math.random()));
+    retryTimer = window.setTimeout(connect, wait !== undefined ? wait : delay * (0.5 + Math.random()));
   }
 
   window.addEventListener("online", function () {

@@ -1,5 +1,6 @@
 """The benchmark, small and without timing: its servers, fast set-up path
-and load client work, and every asked question reaches every viewer.
+and load client work, and every asked question reaches every viewer, also
+when the viewers all arrive at once (a storm) and retry as the room page does.
 
 In the embedded pass: SQLite, the in-memory layer, one Daphne process. In
 the production pass: PostgreSQL and two processes sharing Redis.
@@ -12,13 +13,14 @@ import asyncio
 import pytest
 from django.conf import settings
 
-from bench import data, load, register, servers
+from bench import data, load, register, servers, storm
 from events.models import Registration
 from tests.servers import test_database_url as database_url_of_tests
 
 VIEWERS = 50
 QUESTIONS = 5
 VOTERS = 2
+STORM_VIEWERS = 300
 
 
 def small_load() -> load.Load:
@@ -38,6 +40,24 @@ def small_load() -> load.Load:
 @pytest.fixture
 def cast(transactional_db) -> tuple[data.RoomData, load.Cast]:
     room = data.make_room(viewers=VIEWERS, voters=VOTERS)
+    return room, load.Cast(room.viewers, room.voters, room.organiser, room.moderator)
+
+
+def small_storm() -> storm.Storm:
+    return storm.Storm(
+        questions=QUESTIONS,
+        rate=10,
+        voters=VOTERS,
+        clients=1,
+        timeout=120,  # today's server may take a while with retries
+        drain=20,
+        moderate_every=0.3,
+    )
+
+
+@pytest.fixture
+def storm_cast(transactional_db) -> tuple[data.RoomData, load.Cast]:
+    room = data.make_room(viewers=STORM_VIEWERS, voters=VOTERS)
     return room, load.Cast(room.viewers, room.voters, room.organiser, room.moderator)
 
 
@@ -87,6 +107,47 @@ def test_baseline_delivers_every_question_to_every_viewer(cast):
         servers.stop([baseline])
     assert_every_question_delivered(result)
     assert result["updates"] > 0
+
+
+def assert_every_viewer_in_with_every_question(result: dict) -> None:
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["joined"] == STORM_VIEWERS, result["failure_details"]
+    assert result["never_in"] == 0
+    assert result["not_in_at_end"] == 0
+    assert result["expected"] == STORM_VIEWERS * QUESTIONS
+    assert result["lost"] == 0
+
+
+def test_storm_gets_every_viewer_in_and_every_question_to_them(storm_cast):
+    room, people = storm_cast
+    processes = 2 if settings.REDIS_URL else 1
+    daphnes = start_app(processes)
+    try:
+        target = load.Target(
+            "tongxin",
+            [f"{s.ws_url}/ws/sessions/{room.session_id}/" for s in daphnes],
+            [s.pid for s in daphnes],
+        )
+        measurement = storm.measure_storm(target, people, small_storm())
+        result = asyncio.run(asyncio.wait_for(measurement, 400))
+    finally:
+        servers.stop(daphnes)
+    assert_every_viewer_in_with_every_question(result)
+    assert result["processes"] == processes
+    assert result["attempts"] >= STORM_VIEWERS
+
+
+def test_storm_on_the_baseline_gets_every_viewer_in_and_every_question_to_them(storm_cast):
+    _, people = storm_cast
+    baseline = servers.start_baseline()
+    try:
+        target = load.Target("baseline", [f"{baseline.ws_url}/ws/sessions/1/"], [baseline.pid])
+        measurement = storm.measure_storm(target, people, small_storm())
+        result = asyncio.run(asyncio.wait_for(measurement, 400))
+    finally:
+        servers.stop([baseline])
+    assert_every_viewer_in_with_every_question(result)
+    assert result["attempts"] == STORM_VIEWERS
 
 
 def test_registration_burst_registers_through_the_form(transactional_db):

@@ -26,7 +26,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.factories import make_registration, make_session
 from tests.servers import BASE_DIR, DaphneServer, free_port
-from tests.streaming.test_processes import join_cookie
+from tests.streaming.test_processes import cookie_header, join_cookie
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -184,7 +184,7 @@ async def _room_through_the_proxy(proxy: Proxy, session_id: int, cookies: list[s
                 url,
                 ssl=_unverified(),
                 origin=origin,  # type: ignore[arg-type]
-                additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookies[0]}"},
+                additional_headers={"Cookie": cookie_header(cookies[0])},
                 proxy=None,
                 open_timeout=30,
             )
@@ -195,7 +195,7 @@ async def _room_through_the_proxy(proxy: Proxy, session_id: int, cookies: list[s
             url,
             ssl=_unverified(),
             origin=f"https://127.0.0.1:{proxy.https}",
-            additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"},
+            additional_headers={"Cookie": cookie_header(cookie)},
             proxy=None,
             open_timeout=30,
         )

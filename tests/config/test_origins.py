@@ -8,12 +8,11 @@ import json
 
 import pytest
 import websockets
-from django.conf import settings
 from websockets.exceptions import InvalidStatus
 
 from config.origins import origin_allowed, parse_origin
 from tests.factories import make_registration, make_session
-from tests.streaming.test_processes import join_cookie
+from tests.streaming.test_processes import cookie_header, join_cookie
 
 
 def scope(origin: str | None, host: str | None = "127.0.0.1:8101", **headers: str) -> dict:
@@ -105,7 +104,7 @@ async def _open(url: str, cookie: str, origin: str | None) -> dict:
     async with websockets.connect(
         url,
         origin=origin,  # type: ignore[arg-type]
-        additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"},
+        additional_headers={"Cookie": cookie_header(cookie)},
         proxy=None,
         open_timeout=30,
     ) as ws:

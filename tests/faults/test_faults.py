@@ -231,6 +231,10 @@ def test_a_stopped_embedded_server_sends_viewers_away_and_writes_their_watch_tim
     stopped_at = timezone.now()
     assert asyncio.run(scenario()) == 4012
     assert server.process.wait(timeout=20) == 0
+    # One viewer: sent away at once, and counted among the joins.
+    log = server.log_path.read_text()
+    assert "asking 1 connections in 1 rooms to reconnect elsewhere over 0.0 s" in log, log
+    assert "join stats: admitted=1 refused=0 abandoned=0 failed=0" in log, log
     interval = WatchInterval.objects.get(session=session, registrant_id=registrant_id)
     assert interval.closed
     assert abs((interval.ended_at - stopped_at).total_seconds()) < 5
@@ -358,6 +362,7 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
     session = live_session()
     slug = session.event.slug
     (_, cookie), *_ = registrants(session, 1)
+    session_only = join_cookie(make_registration(session), room_pass=False)
     browser = Browser(server)
     assert browser.register(slug, session.pk, "before@example.org")[0] == 200
     registrants_before = Registrant.objects.count()
@@ -391,8 +396,13 @@ def test_database_out_of_reach_answers_503_and_error_frames_and_recovers(
             assert frame["code"] == "unavailable", frame
         await tab.send(type="ping", ref="alive")  # the connection stays open
         await tab.expect(of_type("pong", ref="alive"))
-        # A viewer arriving now is asked to come back (and the page retries).
-        arriving = Tab(await connect(server, session.pk, cookie), {})
+        # A viewer with a room pass arriving now still gets in: the room
+        # greets it from memory, without the database.
+        with_pass = await Tab.open(server, session.pk, cookie)
+        assert [q["id"] for q in with_pass.hello["questions"]] == [before]
+        await with_pass.ws.close()
+        # One the room must look up is asked to come back (the page retries).
+        arriving = Tab(await connect(server, session.pk, session_only), {})
         assert await closed_with(arriving, timeout=20) == 4503
 
         postgres_relay.restore()

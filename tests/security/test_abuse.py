@@ -42,7 +42,14 @@ from tests.factories import (
     make_speaker,
     make_user,
 )
-from tests.streaming.test_processes import Tab, crowd_cookies, join_cookie, of_type, question
+from tests.streaming.test_processes import (
+    Tab,
+    cookie_header,
+    crowd_cookies,
+    join_cookie,
+    of_type,
+    question,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,7 +96,7 @@ def communicator(session_id: int, cookie_header: str | None) -> WebsocketCommuni
 
 
 def session_cookie(value: str) -> str:
-    return f"{settings.SESSION_COOKIE_NAME}={value}"
+    return cookie_header(value)
 
 
 @asynccontextmanager
@@ -157,7 +164,7 @@ def _forged(kind: str, registration: Registration) -> str:
     if kind == "stored_with_another_sites_key":
         return _stored_with_another_sites_key(event_id, registrant_id)
     if kind == "signature_altered":
-        real = join_cookie(registration)
+        real = join_cookie(registration, room_pass=False).split("=", 1)[1]
         return real[:-1] + ("a" if real[-1] != "a" else "b")
     if kind == "nul_character":
         # Django's cookie parser unquotes the octal escape to a NUL, which

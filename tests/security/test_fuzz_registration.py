@@ -12,6 +12,7 @@ import pytest
 from django.core import mail
 from django.core.validators import validate_email
 from django.test import Client
+from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -150,7 +151,14 @@ def test_register_with_hostile_input_stores_clean_values_or_shows_an_error(
 
     response = post(Client(), f"/events/{stage.event.slug}/register/", fields, multipart=multipart)
 
-    if response.status_code == 303:
+    if response.status_code == 303 and response["Location"] == reverse(
+        "events:link_sent", args=[stage.event.slug]
+    ):
+        # The address registered in an earlier example, from another
+        # browser: its link goes to that address, and nothing changes here.
+        assert _counts() == before
+        assert len(mail.outbox) <= outbox + 1
+    elif response.status_code == 303:
         registrant = Registrant.objects.get(token=response["Location"].split("/")[2])
         assert response["Location"] == registrant.get_absolute_url()
         assert registrant.event_id == stage.event.pk

@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from events.models import EventRole, Session
 from streaming import hub as hub_module
+from streaming import passes
 from tests.factories import make_event, make_organiser, make_registration, make_session, make_user
 
 ORIGIN = b"http://localhost"
@@ -46,13 +47,19 @@ def _cookie(client: Client) -> str:
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def _join_cookie(registration) -> str:
+def _join_cookie(registration, *, room_pass: bool = True) -> str:
+    """The Cookie header of a browser that opened the join link and, with
+    ``room_pass``, the live page it leads to (which gives the room pass)."""
     client = Client()
     response = client.get(
         reverse("events:join", args=[registration.registrant.token, registration.session_id])
     )
     assert response.status_code == 302
-    return _cookie(client)
+    header = f"{settings.SESSION_COOKIE_NAME}={_cookie(client)}"
+    if room_pass:
+        assert client.get(response["Location"]).status_code == 200
+        header += f"; {passes.COOKIE}={client.cookies[passes.COOKIE].value}"
+    return header
 
 
 def _login_cookie(user) -> str:
@@ -63,8 +70,9 @@ def _login_cookie(user) -> str:
 
 @pytest.fixture
 def join():
-    """``await join(registration)``: open the registrant's join link like a
-    browser and return the session cookie it marked."""
+    """``await join(registration)``: open the registrant's join link and the
+    live page like a browser and return its Cookie header (the session it
+    marked and the room pass); ``room_pass=False``: the join link only."""
     return sync_to_async(_join_cookie)
 
 
@@ -82,7 +90,10 @@ def _communicator(session_id: int, cookie: str | None, origin: bytes | None):
     if origin is not None:
         headers.append((b"origin", origin))
     if cookie is not None:
-        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+        # A whole Cookie header, or the session cookie's value alone.
+        if "=" not in cookie:
+            cookie = f"{settings.SESSION_COOKIE_NAME}={cookie}"
+        headers.append((b"cookie", cookie.encode()))
     return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/", headers=headers)
 
 

@@ -8,10 +8,10 @@ import asyncio
 import dataclasses
 import itertools
 import json
-import secrets
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 
 from attendance.presence import presence
@@ -19,6 +19,7 @@ from streaming import hub as hub_module
 from streaming.groups import ROOM_MESSAGE, room_group
 from streaming.hub import Room, RoomHub
 from streaming.services import Participant
+from tests.factories import make_session
 
 SESSION = 4242
 QUESTION_ID = 7
@@ -250,6 +251,17 @@ async def layer_hub():
         await room_hub.layer.close_pools()
 
 
+async def new_session_id() -> int:
+    """A session in the database: a room reads its state when it opens."""
+    return (await sync_to_async(make_session)()).pk
+
+
+async def join(room_hub: RoomHub, session_id: int, member: FakeMember) -> None:
+    """As the consumer joins: the room once open, then the member at once."""
+    room = await room_hub.room(session_id)
+    assert room_hub.add(room, member)
+
+
 async def until(condition, timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -258,11 +270,12 @@ async def until(condition, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_room_messages_cross_the_layer_once_per_process_in_order(layer_hub):
-    session_id = 10**9 + secrets.randbelow(10**9)
+    session_id = await new_session_id()
     members = [attendee(n) for n in range(1, 4)]
     for member in members:
-        await layer_hub.join(session_id, member)
+        await join(layer_hub, session_id, member)
     assert len(layer_hub.rooms) == 1
     channel = layer_hub.rooms[session_id].channel
     assert channel
@@ -281,17 +294,18 @@ async def test_room_messages_cross_the_layer_once_per_process_in_order(layer_hub
     assert layer_hub.rooms[session_id].channel == channel, "one channel for all members"
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_the_room_outlives_a_brief_emptiness_and_closes_after_the_grace(
     layer_hub, monkeypatch
 ):
     monkeypatch.setattr(hub_module, "GRACE", 0.2)
-    session_id = 10**9 + secrets.randbelow(10**9)
+    session_id = await new_session_id()
     first, second = attendee(1), attendee(2)
-    await layer_hub.join(session_id, first)
+    await join(layer_hub, session_id, first)
     room = layer_hub.rooms[session_id]
 
     await layer_hub.leave(session_id, first)
-    await layer_hub.join(session_id, second)  # a reload: back within the grace
+    await join(layer_hub, session_id, second)  # a reload: back within the grace
     await asyncio.sleep(0.4)
     assert layer_hub.rooms[session_id] is room
 
@@ -300,7 +314,7 @@ async def test_the_room_outlives_a_brief_emptiness_and_closes_after_the_grace(
     await until(lambda: all(task.done() for task in room.tasks))
 
     # The next viewer opens the room again, on a new channel.
-    await layer_hub.join(session_id, first)
+    await join(layer_hub, session_id, first)
     assert layer_hub.rooms[session_id] is not room
     await layer_hub.layer.group_send(
         room_group(session_id), {"type": ROOM_MESSAGE, "event": "status", "status": "live"}
@@ -309,9 +323,10 @@ async def test_the_room_outlives_a_brief_emptiness_and_closes_after_the_grace(
     assert first.frames == [{"type": "session.status", "status": "live"}]
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_viewer_counts_are_pushed_at_most_once_per_interval(layer_hub, monkeypatch):
     monkeypatch.setattr(hub_module, "VIEWERS_EVERY", 0.3)
-    session_id = 10**9 + secrets.randbelow(10**9)
+    session_id = await new_session_id()
     watcher = attendee(1)
     tracker = presence()
     loop = asyncio.get_running_loop()
@@ -322,7 +337,7 @@ async def test_viewer_counts_are_pushed_at_most_once_per_interval(layer_hub, mon
         watcher.frames.append(json.loads(text))
 
     watcher.deliver = deliver  # type: ignore[method-assign]
-    await layer_hub.join(session_id, watcher)
+    await join(layer_hub, session_id, watcher)
     await tracker.join(session_id, 1)
     for registrant in range(2, 42):
         await tracker.join(session_id, registrant)
@@ -704,3 +719,25 @@ async def test_a_session_change_reaches_everyone_once_encoded(monkeypatch):
     assert len(calls) == 1
     for member in members:
         assert member.frames == [{"type": "session.changed", "session": info}]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_room_opened_for_a_viewer_who_never_got_in_closes_after_the_grace(
+    layer_hub, monkeypatch
+):
+    monkeypatch.setattr(hub_module, "GRACE", 0.2)
+    session_id = await new_session_id()
+    room = await layer_hub.room(session_id)
+    assert room.state is not None and room.state.session["id"] == session_id
+    await until(lambda: session_id not in layer_hub.rooms)
+    await until(lambda: all(task.done() for task in room.tasks))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_room_for_no_session_is_not_kept(layer_hub):
+    from events.errors import ServiceError
+
+    with pytest.raises(ServiceError) as missing:
+        await layer_hub.room(10**12)
+    assert missing.value.code == "not_found"
+    assert 10**12 not in layer_hub.rooms

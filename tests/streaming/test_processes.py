@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from events.models import EventRole
+from streaming import passes, protocol
 from tests.factories import make_registration, make_session, make_user
 from tests.servers import DaphneServer
 
@@ -36,15 +37,26 @@ FRAME_TIMEOUT = 10.0
 # Browsers ---------------------------------------------------------------------------
 
 
-def join_cookie(registration, client: Client | None = None) -> str:
-    """Open the registration's join link in a browser with no cookies yet."""
+def join_cookie(registration, client: Client | None = None, *, room_pass: bool = True) -> str:
+    """Open the registration's join link, and the live page it leads to, in a
+    browser with no cookies yet: the Cookie header its socket then sends
+    (the session and, unless ``room_pass`` is False, the room pass)."""
     client = client or Client()
     client.cookies.clear()
     response = client.get(
         reverse("events:join", args=[registration.registrant.token, registration.session_id])
     )
     assert response.status_code == 302, response
-    return client.cookies[settings.SESSION_COOKIE_NAME].value
+    header = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    if room_pass:
+        assert client.get(response["Location"]).status_code == 200
+        header += f"; {passes.COOKIE}={client.cookies[passes.COOKIE].value}"
+    return header
+
+
+def cookie_header(cookie: str) -> str:
+    """A whole Cookie header as is, or a session cookie's bare value as one."""
+    return cookie if "=" in cookie else f"{settings.SESSION_COOKIE_NAME}={cookie}"
 
 
 def crowd_cookies(session, n: int) -> list[str]:
@@ -72,7 +84,7 @@ async def connect(
     server: DaphneServer, session_id: int, cookie: str | None, *, origin: str | None = None
 ) -> ClientConnection:
     """A socket opened by the server's own page (its origin) unless ``origin``."""
-    headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"} if cookie else {}
+    headers = {"Cookie": cookie_header(cookie)} if cookie else {}
     return await websockets.connect(
         f"{server.ws_url}/ws/sessions/{session_id}/",
         origin=origin or server.url,
@@ -436,6 +448,28 @@ def test_refusals_and_close_codes_through_a_real_server(daphne):
     asyncio.run(scenario())
 
 
+def test_a_real_server_tells_a_refused_browser_when_to_come_back(daphne):
+    """Daphne drops an application's close reason; the room's 4503 still
+    carries ``retry=<seconds>`` to the browser, and a pass holder gets in."""
+    server = daphne(ROOM_DATABASE_JOINS="0")
+    session = make_session()
+    with_pass = join_cookie(make_registration(session))
+    session_only = join_cookie(make_registration(session), room_pass=False)
+
+    async def scenario() -> None:
+        tab = await Tab.open(server, session.pk, with_pass)
+        assert tab.hello["you"]["role"] == "attendee"
+        ws = await connect(server, session.pk, session_only)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), FRAME_TIMEOUT)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4503
+        assert 1.0 <= protocol.parse_retry(closed.value.rcvd.reason) <= protocol.RETRY_MAX
+        await tab.ws.close()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.postgres
 def test_rights_changed_elsewhere_reach_rooms_on_every_process(daphne, require_postgres):
     """A registration cancelled, a role removed and the session cancelled,
@@ -453,12 +487,13 @@ def test_rights_changed_elsewhere_reach_rooms_on_every_process(daphne, require_p
     moderator_cookie = login_cookie(moderator)
 
     async def closed_with(tab: Tab) -> int:
-        """The close code (Daphne sends no close reason)."""
+        """The close code; a revocation says so in its reason."""
         try:
             while True:
                 await asyncio.wait_for(tab.ws.recv(), FRAME_TIMEOUT)
         except ConnectionClosed as closed:
             assert closed.rcvd is not None
+            assert closed.rcvd.reason == ("revoked" if closed.rcvd.code == 4403 else "")
             return closed.rcvd.code
 
     async def scenario() -> None:

@@ -40,6 +40,7 @@ from tests.servers import DaphneServer, free_port
 from tests.streaming.test_processes import (
     FRAME_TIMEOUT,
     Tab,
+    cookie_header,
     crowd_cookies,
     of_type,
     staff_member,
@@ -449,7 +450,7 @@ class RawTab:
                 f"Host: 127.0.0.1:{server.port}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Origin: {server.url}\r\nCookie: sessionid={cookie}\r\n\r\n"
+                f"Origin: {server.url}\r\nCookie: {cookie_header(cookie)}\r\n\r\n"
             ).encode()
         )
         self.reader = StreamReader()
@@ -582,7 +583,7 @@ def test_tls_and_unix_socket_connections_keep_the_asgi_send(transactional_db, tm
             # SITE_URL's origin: Daphne does not tell the app that a socket
             # came over its own TLS endpoint, nor the host of a UNIX socket.
             "origin": server.url,
-            "additional_headers": {"Cookie": f"sessionid={cookie}"},
+            "additional_headers": {"Cookie": cookie_header(cookie)},
             "compression": None,
         }
 
