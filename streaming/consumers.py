@@ -213,20 +213,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.close(code=code, reason=reason)
 
     async def _enter(self, room: Room, participant: Participant) -> None:
-        """Join ``room`` as ``participant`` and send the hello. Joining and
-        reading the room's state happen with no pause between them, so every
-        later room message reaches this member (held until hello is out)."""
+        """Count the participant, join ``room`` and send the hello. Joining
+        and reading the room's state happen with no pause between them, so
+        every later room message reaches this member (held until hello is
+        out)."""
         room_hub = hub()
-        while not room_hub.add(room, self):
-            room = await room_hub.room(participant.session_id)  # it closed meanwhile
-        self.joined = True
-        hello, self.voted = room_hub.greet(room, participant)
         if participant.counted and participant.registrant_id is not None:
             self.counted = True
             tracker().arrive(participant.session_id, participant.registrant_id)
             await presence().join(participant.session_id, participant.registrant_id)
-            if not self.joined or self.participant is not participant:
-                return  # let go, or about to be greeted as someone else
+        viewers = await room_hub.hello_count(room)
+        if self.closed or self.participant is not participant:
+            return  # gone, or about to be greeted as someone else
+        while not room_hub.add(room, self):
+            room = await room_hub.room(participant.session_id)  # it closed meanwhile
+        self.joined = True
+        hello, self.voted = room_hub.greet(room, participant, viewers)
         await self.send(text_data=hello)
         # Replay what arrived meanwhile, in order: votes in it update
         # ``voted`` on top of the state hello was built from.
@@ -308,18 +310,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
         return lock
 
     async def _leave(self) -> None:
-        if not self.joined:
-            return
-        self.joined = False
-        self.ready = False
-        self.writer = None
-        session_id = self.participant.session_id
-        await hub().leave(session_id, self)
+        if self.joined:
+            self.joined = False
+            self.ready = False
+            self.writer = None
+            await hub().leave(self.participant.session_id, self)
         if self.counted:
             self.counted = False
             assert self.participant.registrant_id is not None
-            tracker().depart(session_id, self.participant.registrant_id)
-            await presence().leave(session_id, self.participant.registrant_id)
+            tracker().depart(self.participant.session_id, self.participant.registrant_id)
+            await presence().leave(self.participant.session_id, self.participant.registrant_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not (self.joined or self.reentering):

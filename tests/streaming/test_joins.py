@@ -331,14 +331,25 @@ def test_a_stopping_process_spreads_its_viewers_over_a_few_seconds_at_most(viewe
 
 def test_autobahn_formats_its_debug_messages_only_when_they_are_logged():
     import txaio
+    from autobahn.twisted import websocket as twisted_websocket
     from autobahn.websocket import protocol as autobahn_protocol
 
     import config.asgi  # noqa: F401  (installs it, as Daphne's import does)
 
-    assert autobahn_protocol.pformat([("a", 1)]) == "(not formatted: debug logging is off)"
+    off = "(not formatted: debug logging is off)"
+    assert autobahn_protocol.pformat([("a", 1)]) == off
+    assert (
+        twisted_websocket.hltype(test_autobahn_formats_its_debug_messages_only_when_they_are_logged)
+        == off
+    )
+    assert twisted_websocket.hlval(42) == off
     level = txaio.get_global_log_level()
     txaio.set_global_log_level("debug")
     try:
         assert autobahn_protocol.pformat([("a", 1)]) == "[('a', 1)]"
+        assert "test_joins" in autobahn_protocol.hltype(
+            test_autobahn_formats_its_debug_messages_only_when_they_are_logged
+        )
+        assert "42" in twisted_websocket.hlval(42)
     finally:
         txaio.set_global_log_level(level)
