@@ -20,6 +20,7 @@ from typing import Any
 from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -120,6 +121,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' own also hops to a worker thread to close stale database
+        # connections: thousands of hops when a process sends its viewers
+        # away. A viewer has no group and leaves without the database.
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
 
     async def connect(self) -> None:
         room_hub = hub()
