@@ -89,16 +89,6 @@ class LocalPresence:
         self.peaks[room] = peak
         return Count(now=now, peak=peak)
 
-    def greeting_count(self, room: int, joining: int | None, last: Count | None) -> Count:
-        """The count a ``hello`` shows, without a pause: with the viewer
-        ``joining`` (a registrant id, or None) counted. ``last`` is the
-        room's last count pushed (unused here: this process counts all)."""
-        tally = self.tally.get(room, {})
-        now = len(tally) + (joining is not None and joining not in tally)
-        peak = max(self.peaks.get(room, 0), now)
-        self.peaks[room] = peak
-        return Count(now=now, peak=peak)
-
 
 # Returns {count, peak}: forgets processes whose set has lapsed, unions the
 # live processes' sets, and raises the stored peak. Liveness is the set key's
@@ -180,14 +170,6 @@ class RedisPresence(LocalPresence):
             await self._write(write)
         except RedisError as exc:
             logger.warning("presence: Redis unreachable (%s); the heartbeat will repair it", exc)
-
-    def greeting_count(self, room: int, joining: int | None, last: Count | None) -> Count:
-        """Other processes' viewers are known only as of the last count
-        pushed; the next push, at most ``hub.VIEWERS_EVERY`` later, corrects it."""
-        tally = self.tally.get(room, {})
-        here = len(tally) + (joining is not None and joining not in tally)
-        now = max(here, last.now if last else 0)
-        return Count(now=now, peak=max(now, last.peak if last else 0))
 
     async def count(self, room: int) -> Count:
         procs, peak, prefix = self._keys(room)

@@ -10,8 +10,10 @@ browser does after following its join link. The organiser and the
 moderator are users with a role on the event and a signed-in session.
 
 Every participant is handed the complete ``Cookie`` header value its
-browser would send (today ``sessionid=<key>``); clients send it as is, so
-a cookie the room starts to read later is added here and nowhere else.
+browser would send; clients send it as is. A viewer's holds its session
+and the room pass the live page gives a join-link browser (streaming/passes.py),
+as after loading the room page; the organiser's and moderator's only their
+session.
 
 Needs Django set up (``DJANGO_SETTINGS_MODULE``) and the same
 ``SECRET_KEY`` as the servers, which check the sessions' signatures.
@@ -35,6 +37,7 @@ from django.utils.crypto import get_random_string
 
 from events.marks import SESSION_KEY
 from events.models import Event, EventRole, Registrant, Registration, Session
+from streaming import passes
 
 #: Slugs and user names of everything the benchmarks create start with this.
 PREFIX = "bench-"
@@ -83,9 +86,13 @@ def _store_sessions(payloads: list[dict]) -> list[str]:
     return [row.session_key for row in rows]
 
 
-def cookie_header(session_key: str) -> str:
-    """The ``Cookie`` header a browser holding this session sends to the room."""
-    return f"{settings.SESSION_COOKIE_NAME}={session_key}"
+def cookie_header(session_key: str, marks: dict[int, int] | None = None) -> str:
+    """The ``Cookie`` header a browser holding this session sends to the
+    room; with ``marks`` (event id → registrant id), the room pass too."""
+    header = f"{settings.SESSION_COOKIE_NAME}={session_key}"
+    if marks:
+        header += f"; {passes.COOKIE}={passes.issue(session_key, marks)}"
+    return header
 
 
 def _signed_in(user) -> dict:
@@ -142,7 +149,9 @@ def make_room(*, viewers: int, voters: int = 0) -> RoomData:
             [{SESSION_KEY: {str(event.pk): pk}} for pk in registrant_ids]
             + [_signed_in(organiser), _signed_in(moderator)]
         )
-    cookies = [cookie_header(key) for key in keys]
+    cookies = [
+        cookie_header(key, {event.pk: pk}) for key, pk in zip(keys, registrant_ids, strict=False)
+    ] + [cookie_header(key) for key in keys[len(registrant_ids) :]]
     return RoomData(
         event_id=event.pk,
         session_id=session.pk,

@@ -68,6 +68,10 @@ def install_access_log_masking() -> None:
     def log_action(self: Server, protocol: str, action: str, details: dict[str, Any]) -> None:
         if not self.action_logger:
             return  # no access log (-v 0): nothing to mask, nothing to write
+        if protocol == "websocket" and action == "connecting":
+            # Every socket also logs "connected" or "rejected" a moment
+            # later; in a join storm the third line per socket costs time.
+            return
         path = details.get("path")
         if isinstance(path, bytes):
             path = path.decode("ascii", "replace")

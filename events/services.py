@@ -248,13 +248,16 @@ def _fill_free_seats(session: Session) -> list[int]:
     waiting = Registration.objects.filter(session=session, status=Status.WAITLISTED)
     if session.capacity is not None:
         waiting = waiting.order_by("created_at", "pk")[: max(session.capacity - _taken(session), 0)]
-    promoted = list(waiting.values_list("pk", flat=True))
+    waiting_places = list(waiting.values_list("pk", "registrant_id"))
+    promoted = [pk for pk, _ in waiting_places]
     if promoted:
         Registration.objects.filter(pk__in=promoted).update(
             status=Status.CONFIRMED,
             ical_revision=F("ical_revision") + 1,
             updated_at=timezone.now(),
         )
+        for _, registrant_id in waiting_places:
+            signals.places_changed(registrant_id, [session.pk])
     return promoted
 
 
@@ -298,7 +301,6 @@ def cancel_registrations(
             transaction.on_commit(
                 lambda: emails.send_registration_update(registrant.pk, ids, capped=True)
             )
-            signals.registrations_cancelled(registrant.pk, ids)
         if promoted:
             transaction.on_commit(lambda: emails.send_promotions(promoted))
     return cancelled
@@ -400,8 +402,6 @@ def _decide(*, registration_id: int, event: Event, approve: bool) -> Registratio
         registration.save(update_fields=["status", "ical_revision", "updated_at"])
         registrant_id, session_id = registration.registrant_id, session.pk
         transaction.on_commit(lambda: emails.send_registration_update(registrant_id, [session_id]))
-        if new_status == Status.REJECTED:
-            signals.registrations_cancelled(registrant_id, [session_id])
     return registration
 
 

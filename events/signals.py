@@ -2,9 +2,10 @@
 
 ``events/`` imports neither the live room nor attendance; they subscribe
 to these signals instead. Each is sent once the change has committed,
-never for something that rolled back, from the services (registrations
-cancelled or rejected, a session cancelled or edited) and from the models
-(event roles and speaker accounts, which staff also edit in the admin).
+never for something that rolled back, from the services (a session
+cancelled or edited, waiting places promoted in bulk) and from the models
+(registrations and registrants, event roles and speaker accounts, which
+staff also edit in the admin).
 
 Receivers are called with ``send_robust``: a receiver that fails (the
 channel layer unreachable, say) is logged, and the change it announces
@@ -21,12 +22,13 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import Signal, receiver
 
-from events.models import Event, EventRole, Session, Speaker
+from events.models import Event, EventRole, Registrant, Registration, Session, Speaker
 
 logger = logging.getLogger(__name__)
 
-#: A registrant's places on ``session_ids`` stopped being confirmed
-#: (cancelled, rejected). Arguments: ``registrant_id``, ``session_ids``.
+#: A registrant's places on ``session_ids`` changed (cancelled, rejected,
+#: confirmed, deleted), or the registrant did (a new name, erased).
+#: Arguments: ``registrant_id``, ``session_ids``.
 registrations_changed = Signal()
 
 #: A session was cancelled (``change="cancelled"``) or edited
@@ -61,10 +63,33 @@ def _send(signal: Signal, arguments: dict[str, Any]) -> None:
             )
 
 
-def registrations_cancelled(registrant_id: int, session_ids: Iterable[int]) -> None:
+def places_changed(registrant_id: int, session_ids: Iterable[int]) -> None:
+    """For a change the models do not see (a bulk update)."""
     send_on_commit(
         registrations_changed, registrant_id=registrant_id, session_ids=sorted(set(session_ids))
     )
+
+
+# Places and registrants, however they are edited (the admin included) -----------------
+
+
+@receiver(post_save, sender=Registration, dispatch_uid="events.signals.place_saved")
+@receiver(post_delete, sender=Registration, dispatch_uid="events.signals.place_deleted")
+def _place_changed(sender, instance: Registration, created: bool = False, **kwargs: Any) -> None:
+    # A new place needs no word: a room that does not know it asks the
+    # database. Any change after that (a status, a deletion) may keep
+    # someone out whom a room would still let in.
+    if not created:
+        places_changed(instance.registrant_id, [instance.session_id])
+
+
+@receiver(post_save, sender=Registrant, dispatch_uid="events.signals.registrant_saved")
+def _registrant_changed(sender, instance: Registrant, created: bool, **kwargs: Any) -> None:
+    # The name the rooms show may have changed. (A registrant's deletion
+    # deletes their places, each announced above.)
+    if not created:
+        sessions = instance.registrations.values_list("session_id", flat=True)
+        places_changed(instance.pk, list(sessions))
 
 
 # Roles and publication, however they are edited (the admin included) ----------------

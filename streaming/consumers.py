@@ -20,6 +20,7 @@ from typing import Any
 from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -122,6 +123,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' own also hops to a worker thread to close stale database
+        # connections: thousands of hops when a process sends its viewers
+        # away. A viewer has no group and leaves without the database.
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
     async def connect(self) -> None:
         room_hub = hub()
         if shutdown.stopping:
@@ -214,20 +222,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.close(code=code, reason=reason)
 
     async def _enter(self, room: Room, participant: Participant) -> None:
-        """Join ``room`` as ``participant`` and send the hello. Joining and
-        reading the room's state happen with no pause between them, so every
-        later room message reaches this member (held until hello is out)."""
+        """Count the participant, join ``room`` and send the hello. Joining
+        and reading the room's state happen with no pause between them, so
+        every later room message reaches this member (held until hello is
+        out)."""
         room_hub = hub()
-        while not room_hub.add(room, self):
-            room = await room_hub.room(participant.session_id)  # it closed meanwhile
-        self.joined = True
-        hello, self.voted = room_hub.greet(room, participant)
         if participant.counted and participant.registrant_id is not None:
             self.counted = True
             tracker().arrive(participant.session_id, participant.registrant_id)
             await presence().join(participant.session_id, participant.registrant_id)
-            if not self.joined or self.participant is not participant:
-                return  # let go, or about to be greeted as someone else
+        viewers = await room_hub.hello_count(room)
+        if self.closed or self.participant is not participant:
+            return  # gone, or about to be greeted as someone else
+        while not room_hub.add(room, self):
+            room = await room_hub.room(participant.session_id)  # it closed meanwhile
+        self.joined = True
+        hello, self.voted = room_hub.greet(room, participant, viewers)
         await self.send(text_data=hello)
         # Replay what arrived meanwhile, in order: votes in it update
         # ``voted`` on top of the state hello was built from.
@@ -309,18 +319,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
         return lock
 
     async def _leave(self) -> None:
-        if not self.joined:
-            return
-        self.joined = False
-        self.ready = False
-        self.writer = None
-        session_id = self.participant.session_id
-        await hub().leave(session_id, self)
+        if self.joined:
+            self.joined = False
+            self.ready = False
+            self.writer = None
+            await hub().leave(self.participant.session_id, self)
         if self.counted:
             self.counted = False
             assert self.participant.registrant_id is not None
-            tracker().depart(session_id, self.participant.registrant_id)
-            await presence().leave(session_id, self.participant.registrant_id)
+            tracker().depart(self.participant.session_id, self.participant.registrant_id)
+            await presence().leave(self.participant.session_id, self.participant.registrant_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not (self.joined or self.reentering):

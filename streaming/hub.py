@@ -69,7 +69,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from attendance import tracker as attendance_tracker
-from attendance.presence import Count, LocalPresence, presence
+from attendance.presence import LocalPresence, RedisPresence, presence
 from core.loops import per_loop
 from streaming import access, services
 from streaming.access import REMOVE, Participant, question_view
@@ -146,6 +146,10 @@ class Room:
     early: list[dict[str, Any]] | None = None
     #: Done once the process hears the room and has read its state.
     loaded: asyncio.Future | None = None
+    #: The shared count read under way for hellos, and the next one.
+    counting: asyncio.Future | None = None
+    next_count: asyncio.Future | None = None
+    count_reads: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for member in list(self.members):
@@ -205,14 +209,42 @@ class RoomHub:
         room.add(member)
         return True
 
-    def greet(self, room: Room, participant: Participant) -> tuple[str, set[int]]:
+    def greet(
+        self, room: Room, participant: Participant, viewers: dict[str, int]
+    ) -> tuple[str, set[int]]:
         """The ``hello`` for ``participant`` as the room stands now, and the
         ids they voted for."""
         assert room.state is not None
-        last = Count(*room.last_viewers) if room.last_viewers else None
-        joining = participant.registrant_id if participant.counted else None
-        count = presence().greeting_count(room.session_id, joining, last)
-        return room.state.hello(participant, {"now": count.now, "peak": count.peak})
+        return room.state.hello(participant, viewers)
+
+    async def hello_count(self, room: Room) -> dict[str, int]:
+        """The room's count for a ``hello``, read after the joiner was
+        counted. In one process, its own tally, at once. Across processes,
+        one read of the shared count at a time per room: joiners arriving
+        meanwhile share the next read, which starts after they were counted."""
+        if not isinstance(presence(), RedisPresence):
+            return await self.viewers(room.session_id)
+        if room.next_count is None:
+            room.next_count = asyncio.get_running_loop().create_future()
+            task = asyncio.ensure_future(self._read_count(room))
+            room.count_reads.add(task)
+            task.add_done_callback(room.count_reads.discard)
+        return await asyncio.shield(room.next_count)
+
+    async def _read_count(self, room: Room) -> None:
+        while room.counting is not None:
+            await asyncio.wait([room.counting])
+        future, room.next_count = room.next_count, None
+        assert future is not None
+        room.counting = future
+        try:
+            future.set_result(await self.viewers(room.session_id, or_local=True))
+        except Exception as exc:
+            future.set_exception(exc)
+        finally:
+            room.counting = None
+            if not future.done():  # cancelled: the room closed meanwhile
+                future.set_exception(ConnectionError("the room closed"))
 
     async def leave(self, session_id: int, member: Member) -> None:
         room = self.rooms.get(session_id)
@@ -310,7 +342,7 @@ class RoomHub:
         if room.subscribed is not None and not room.subscribed.done():
             room.subscribed.cancel()
         current = asyncio.current_task()
-        for task in [*room.tasks, *room.rechecks, room.votes_flush]:
+        for task in [*room.tasks, *room.rechecks, *room.count_reads, room.votes_flush]:
             if task is not None and task is not current:
                 task.cancel()
         if self.layer is not None and room.channel:

@@ -71,8 +71,13 @@ def _take_sigterm(reactor: Any) -> None:
         stopping.append(loop.create_task(_stop_gracefully(reactor)))
 
     # Twisted's own handler would stop the reactor at once, and Daphne would
-    # cancel every connection without a word to the browsers.
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    # cancel every connection without a word to the browsers. A plain Python
+    # handler, not loop.add_signal_handler: that one learns of the signal
+    # only through a byte in the loop's wake-up pipe, which is lost when the
+    # pipe is full (a busy loop gets one byte per cross-thread callback), and
+    # the process would then ignore the stop. A Python handler runs on the
+    # main thread at its next instruction whatever the pipe holds.
+    signal.signal(signal.SIGTERM, lambda signum, frame: loop.call_soon_threadsafe(on_sigterm))
 
 
 def _stop(reactor: Any) -> None:

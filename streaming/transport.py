@@ -68,24 +68,39 @@ from twisted.internet import tcp
 logger = logging.getLogger(__name__)
 
 
-# autobahn formats its whole configuration with ``pprint.pformat`` for a
-# debug message on every new connection, whether or not debug logging is
-# on: a seventh of the server's CPU per join in a storm's profile. Its
-# module's ``pformat`` is replaced by one that formats only when txaio logs
-# debug messages. (autobahn 26.10.2, pinned; tests/streaming/test_transport.py.)
+# autobahn builds the arguments of its debug messages whether or not debug
+# logging is on: its whole configuration with ``pprint.pformat`` for every
+# new connection, highlighted type names (``hltype``, ``hlval``) for every
+# connection and every chunk of data received. In a join storm's profile
+# that was a sixth of the server's CPU per join. The names its modules use
+# are replaced by ones that format only when txaio logs debug messages.
+# (autobahn 26.10.2, pinned; tests/streaming/test_joins.py.)
+
+_NOT_FORMATTED = "(not formatted: debug logging is off)"
 
 
-def _pformat_when_logged(value: Any) -> str:
-    if txaio.get_global_log_level() in ("debug", "trace"):
-        return pprint.pformat(value)
-    return "(not formatted: debug logging is off)"
+def _debugging() -> bool:
+    return txaio.get_global_log_level() in ("debug", "trace")
+
+
+def _when_logged(format_: Callable[[Any], str]) -> Callable[[Any], str]:
+    @functools.wraps(format_)
+    def formatted(value: Any) -> str:
+        return format_(value) if _debugging() else _NOT_FORMATTED
+
+    return formatted
 
 
 def install_lazy_debug_format() -> None:
     """Make autobahn skip formatting debug messages nobody logs."""
+    from autobahn import util
+    from autobahn.twisted import websocket as twisted_websocket
     from autobahn.websocket import protocol
 
-    protocol.pformat = _pformat_when_logged  # type: ignore[attr-defined]
+    protocol.pformat = _when_logged(pprint.pformat)  # type: ignore[attr-defined]
+    for module in (protocol, twisted_websocket):
+        module.hltype = _when_logged(util.hltype)  # type: ignore[attr-defined]
+    twisted_websocket.hlval = _when_logged(util.hlval)  # type: ignore[attr-defined]
 
 
 #: FIN bit and the text opcode: a whole, unfragmented text message.

@@ -4,6 +4,7 @@ application."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
@@ -331,14 +332,57 @@ def test_a_stopping_process_spreads_its_viewers_over_a_few_seconds_at_most(viewe
 
 def test_autobahn_formats_its_debug_messages_only_when_they_are_logged():
     import txaio
+    from autobahn.twisted import websocket as twisted_websocket
     from autobahn.websocket import protocol as autobahn_protocol
 
     import config.asgi  # noqa: F401  (installs it, as Daphne's import does)
 
-    assert autobahn_protocol.pformat([("a", 1)]) == "(not formatted: debug logging is off)"
+    off = "(not formatted: debug logging is off)"
+    assert autobahn_protocol.pformat([("a", 1)]) == off
+    assert (
+        twisted_websocket.hltype(test_autobahn_formats_its_debug_messages_only_when_they_are_logged)
+        == off
+    )
+    assert twisted_websocket.hlval(42) == off
     level = txaio.get_global_log_level()
     txaio.set_global_log_level("debug")
     try:
         assert autobahn_protocol.pformat([("a", 1)]) == "[('a', 1)]"
+        assert "test_joins" in autobahn_protocol.hltype(
+            test_autobahn_formats_its_debug_messages_only_when_they_are_logged
+        )
+        assert "42" in twisted_websocket.hlval(42)
     finally:
         txaio.set_global_log_level(level)
+
+
+async def test_a_registrant_erased_in_the_admin_no_longer_enters_with_their_pass(
+    scene, join, room, socket
+):
+    alice = await join(scene.alice)
+    async with room(scene.session.pk, await join(scene.bob)) as (_bob, _):
+        async with room(scene.session.pk, alice) as (_alice_tab, hello):
+            assert hello["you"]["name"] == "李华"
+        registrant_id = scene.alice.registrant_id
+        await db(scene.alice.registrant.delete)()
+        # The room hears of it a moment later (the change is announced
+        # after commit, through the channel layer).
+        from streaming.hub import hub
+
+        state = hub().rooms[scene.session.pk].state
+        for _ in range(100):
+            if registrant_id not in state.places:
+                break
+            await asyncio.sleep(0.02)
+        async with socket(scene.session.pk, alice) as again:
+            assert (await again.connect())[0]
+            assert (await close_of(again))["code"] == 4403
+
+
+async def test_a_new_name_reaches_the_next_hello_while_the_room_stays_open(scene, join, room):
+    async with room(scene.session.pk, await join(scene.bob)) as (_bob, _):
+        registrant = scene.alice.registrant
+        registrant.name = "李华华"
+        await db(registrant.save)()
+        async with room(scene.session.pk, await join(scene.alice)) as (_, hello):
+            assert hello["you"]["name"] == "李华华"
