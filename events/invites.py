@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
-from icalendar import Alarm, Calendar, Timezone, vCalAddress
+from icalendar import Alarm, Calendar, Timezone, vCalAddress, vText
 from icalendar import Event as VEvent
 
 from events.models import Event, Registration, Session
@@ -51,6 +51,23 @@ def parameter_text(value: str) -> str:
     return value.replace("\\", "\uff3c")
 
 
+class Text(vText):
+    """A TEXT value escaped as RFC 5545 §3.3.11 says and nothing more.
+    icalendar's own first turns a typed backslash-N into a line break; an
+    organiser's title "C:\\New" must reach the calendar as typed."""
+
+    def to_ical(self) -> bytes:
+        escaped = (
+            str(self)
+            .replace("\\", "\\\\")
+            .replace(";", "\\;")
+            .replace(",", "\\,")
+            .replace("\r\n", "\\n")
+            .replace("\n", "\\n")
+        )
+        return escaped.encode(self.encoding)
+
+
 def _organizer(event: Event) -> vCalAddress:
     email = event.organiser_email or parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
     organizer = vCalAddress(f"mailto:{email}")
@@ -77,11 +94,18 @@ def _vevent(session: Session, *, sequence: int, cancelled: bool, url: str) -> VE
         organizer=_organizer(event),
         url=url or None,
     )
+    for name, value in (
+        ("SUMMARY", session.title),
+        ("DESCRIPTION", description),
+        ("LOCATION", session.location or url),
+    ):
+        if value:
+            vevent[name] = Text(value)
     vevent.add("STATUS", "CANCELLED" if cancelled else "CONFIRMED")
     if not cancelled:
         alarm = Alarm()
         alarm.add("ACTION", "DISPLAY")
-        alarm.add("DESCRIPTION", session.title)
+        alarm["DESCRIPTION"] = Text(session.title)
         alarm.add("TRIGGER", timedelta(minutes=-15))
         vevent.add_component(alarm)
     return vevent

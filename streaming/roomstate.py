@@ -116,8 +116,6 @@ class RoomState:
         elif event == "session":
             self.session = message["session"]
             self._session_text = None
-        elif event == "access" and message.get("unpublished"):
-            self.published = False
 
     def _put(self, question: dict[str, Any], author: str) -> None:
         question_id = question["id"]

@@ -42,10 +42,9 @@ class LazyAuthMiddleware(BaseMiddleware):
     without a room pass (streaming.passes), inside its worker thread."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        session = scope["session"]
-        scope = dict(
-            scope, user=SimpleLazyObject(lambda: auth.get_user(SimpleNamespace(session=session)))
-        )  # type: ignore[arg-type]
+        # Django's get_user reads nothing of the request but its session.
+        request: Any = SimpleNamespace(session=scope["session"])
+        scope = dict(scope, user=SimpleLazyObject(lambda: auth.get_user(request)))
         return await self.inner(scope, receive, send)
 
 

@@ -60,6 +60,9 @@ from collections.abc import Callable
 from typing import Any
 
 import txaio
+from autobahn import util as autobahn_util
+from autobahn.twisted import websocket as twisted_websocket
+from autobahn.websocket import protocol as autobahn_protocol
 from channels.sessions import InstanceSessionWrapper
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
@@ -80,7 +83,9 @@ _NOT_FORMATTED = "(not formatted: debug logging is off)"
 
 
 def _debugging() -> bool:
-    return txaio.get_global_log_level() in ("debug", "trace")
+    # txaio picks its asyncio or Twisted half at run time: no static type.
+    level: str = getattr(txaio, "get_global_log_level")()  # noqa: B009
+    return level in ("debug", "trace")
 
 
 def _when_logged(format_: Callable[[Any], str]) -> Callable[[Any], str]:
@@ -93,14 +98,10 @@ def _when_logged(format_: Callable[[Any], str]) -> Callable[[Any], str]:
 
 def install_lazy_debug_format() -> None:
     """Make autobahn skip formatting debug messages nobody logs."""
-    from autobahn import util
-    from autobahn.twisted import websocket as twisted_websocket
-    from autobahn.websocket import protocol
-
-    protocol.pformat = _when_logged(pprint.pformat)  # type: ignore[attr-defined]
-    for module in (protocol, twisted_websocket):
-        module.hltype = _when_logged(util.hltype)  # type: ignore[attr-defined]
-    twisted_websocket.hlval = _when_logged(util.hlval)  # type: ignore[attr-defined]
+    setattr(autobahn_protocol, "pformat", _when_logged(pprint.pformat))  # noqa: B010
+    for module in (autobahn_protocol, twisted_websocket):
+        setattr(module, "hltype", _when_logged(autobahn_util.hltype))  # noqa: B010
+    setattr(twisted_websocket, "hlval", _when_logged(autobahn_util.hlval))  # noqa: B010
 
 
 #: FIN bit and the text opcode: a whole, unfragmented text message.

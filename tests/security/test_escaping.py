@@ -95,6 +95,8 @@ def test_csv_cells_are_text_whatever_was_typed(organiser_client, name, organisat
 @given(title=TYPED, description=TYPED, location=TYPED, name=NAMES)
 # A name ending in a backslash once swallowed the parameter after it.
 @example(title="=", description="=", location="=", name="Wang\\")
+# icalendar's own escaping once turned a typed backslash-N into a line break.
+@example(title="C:\\New", description="\\N;,\\n", location="\\N", name="Li")
 def test_calendar_text_stays_text_whatever_was_typed(title, description, location, name):
     session = make_session(title=title, description=description, location=location)
     registration = make_registration(session, name=name)
