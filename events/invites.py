@@ -65,7 +65,7 @@ class Text(vText):
             .replace("\r\n", "\\n")
             .replace("\n", "\\n")
         )
-        return escaped.encode(self.encoding)
+        return escaped.encode("utf-8")
 
 
 def _organizer(event: Event) -> vCalAddress:
