@@ -24,6 +24,8 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOG_DIR = BASE_DIR / "test-artifacts" / "bench"
+#: The listen queue Daphne is given, as in deploy/tongxin@.service.
+LISTEN_BACKLOG = 4096
 
 
 def free_port() -> int:
@@ -175,10 +177,9 @@ def start_daphnes(
                 sys.executable,
                 "-m",
                 "daphne",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
+                # As deploy/tongxin@.service: a listen queue a join storm fits in.
+                "--endpoint",
+                f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}",
                 "--websocket_connect_timeout",
                 "30",
                 "--application-close-timeout",
