@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 #: Arguments: ``registrant_id``, ``session_ids``.
 registrations_changed = Signal()
 
-#: A session was cancelled (``change="cancelled"``) or edited
-#: (``change="updated"``: time, place, title, stream, speakers…).
+#: A session was cancelled (``change="cancelled"``), edited
+#: (``change="updated"``: time, place, title, stream, speakers…) or
+#: deleted (``change="deleted"``).
 #: Arguments: ``session_id``, ``change``.
 session_changed = Signal()
 
@@ -81,6 +82,11 @@ def _place_changed(sender, instance: Registration, created: bool = False, **kwar
     # someone out whom a room would still let in.
     if not created:
         places_changed(instance.registrant_id, [instance.session_id])
+
+
+@receiver(post_delete, sender=Session, dispatch_uid="events.signals.session_deleted")
+def _session_deleted(sender, instance: Session, **kwargs: Any) -> None:
+    send_on_commit(session_changed, session_id=instance.pk, change="deleted")
 
 
 @receiver(post_save, sender=Registrant, dispatch_uid="events.signals.registrant_saved")

@@ -383,11 +383,16 @@ def changes_since(session_id: int, since: datetime) -> list[dict[str, Any]]:
 
 def announce_session_change(*, session_id: int, change: str) -> None:
     """Tell open rooms that the session changed outside the room (in
-    /manage/): ``session.status`` ``cancelled`` for a cancellation, else
-    ``session.changed`` with its new state (time, title, stream). Called
-    after the change committed."""
+    /manage/): ``session.status`` ``cancelled`` for a cancellation, the
+    attendees let go for a deletion, else ``session.changed`` with its new
+    state (time, title, stream). Called after the change committed."""
     if change == "cancelled":
         groups.publish_or_log(session_id, {"event": "status", "status": "cancelled"})
+        return
+    if change == "deleted":
+        # As for an unpublished event: attendees go, and nobody is let in
+        # any more without asking the database (which knows no such room).
+        announce_unpublished(session_ids=[session_id])
         return
     session = Session.objects.filter(pk=session_id).first()
     if session is not None:

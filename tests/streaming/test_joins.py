@@ -386,3 +386,15 @@ async def test_a_new_name_reaches_the_next_hello_while_the_room_stays_open(scene
         await db(registrant.save)()
         async with room(scene.session.pk, await join(scene.alice)) as (_, hello):
             assert hello["you"]["name"] == "李华华"
+
+
+async def test_a_session_deleted_while_its_room_is_open_lets_nobody_in_on_a_pass(
+    scene, join, room, socket
+):
+    alice = await join(scene.alice)
+    async with room(scene.session.pk, await join(scene.bob)) as (bob, _):
+        await db(scene.session.delete)()
+        assert (await close_of(bob))["code"] == 4403
+        async with socket(scene.session.pk, alice) as again:
+            assert (await again.connect())[0]
+            assert (await close_of(again))["code"] == 4404
