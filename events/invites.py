@@ -63,6 +63,7 @@ class Text(vText):
             .replace(";", "\\;")
             .replace(",", "\\,")
             .replace("\r\n", "\\n")
+            .replace("\r", "\\n")
             .replace("\n", "\\n")
         )
         return escaped.encode("utf-8")

@@ -74,6 +74,19 @@ def places_changed(registrant_id: int, session_ids: Iterable[int]) -> None:
 # Places and registrants, however they are edited (the admin included) -----------------
 
 
+@receiver(pre_save, sender=Registration, dispatch_uid="events.signals.place_saving")
+def _remember_place(sender, instance: Registration, **kwargs: Any) -> None:
+    # The admin can move a registration to another session or registrant:
+    # the place it leaves must be announced too.
+    if instance.pk is not None and kwargs.get("update_fields") is None:
+        before = (
+            Registration.objects.filter(pk=instance.pk)
+            .values_list("registrant_id", "session_id")
+            .first()
+        )
+        instance.__dict__["_place_before"] = before
+
+
 @receiver(post_save, sender=Registration, dispatch_uid="events.signals.place_saved")
 @receiver(post_delete, sender=Registration, dispatch_uid="events.signals.place_deleted")
 def _place_changed(sender, instance: Registration, created: bool = False, **kwargs: Any) -> None:
@@ -82,6 +95,9 @@ def _place_changed(sender, instance: Registration, created: bool = False, **kwar
     # someone out whom a room would still let in.
     if not created:
         places_changed(instance.registrant_id, [instance.session_id])
+    before = instance.__dict__.pop("_place_before", None)
+    if before is not None and before != (instance.registrant_id, instance.session_id):
+        places_changed(before[0], [before[1]])
 
 
 @receiver(post_delete, sender=Session, dispatch_uid="events.signals.session_deleted")

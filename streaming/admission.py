@@ -134,8 +134,20 @@ class Admission:
         """The wait for one more refused client: the next free slot at the
         rate viewers are let in, at least a second from now."""
         self.stats.refused += 1
+        return self._slot(now)
+
+    def retry_in(self) -> float:
+        """The wait for a client turned away by a failure (not counted as
+        a refusal): spaced the same way, so a database outage is not met
+        by every browser at once, every second."""
+        return self._slot(time.monotonic())
+
+    def _slot(self, now: float) -> float:
         gap = 1.0 / self.rate(now)
-        self.next_slot = max(self.next_slot, now + protocol.RETRY_MIN) + gap
+        # Never further ahead than the longest wait handed out: after a
+        # burst, slots free up again as time passes.
+        start = min(max(self.next_slot, now + protocol.RETRY_MIN), now + protocol.RETRY_MAX)
+        self.next_slot = start + gap
         return min(protocol.RETRY_MAX, self.next_slot - now)
 
     def rate(self, now: float) -> float:
@@ -147,6 +159,7 @@ class Admission:
         now = time.monotonic()
         self.stats.admitted += 1
         self.recent.append(now)
+        self.rate(now)  # forgets joins older than the window
         if self.waited(scope, now) > self.timeout:
             self.stats.abandoned += 1
 

@@ -113,6 +113,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     closed = False
     #: Set once the hello is sent: the hub writes room frames through it.
     writer: transport.Writer | None = None
+    #: The room's count of rights changes when this viewer was let in.
+    access_changes = 0
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first hops to a worker thread to close stale
@@ -163,7 +165,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             logger.exception("could not open room %s", session_id)
             room_hub.admission.failed()
             await self._leave()
-            await self.close(code=CLOSE_UNAVAILABLE, reason=protocol.retry_reason(0))
+            retry = protocol.retry_reason(room_hub.admission.retry_in())
+            await self.close(code=CLOSE_UNAVAILABLE, reason=retry)
             return
         if self.joined and not self.reentering:
             room_hub.admission.greeted(self.scope)
@@ -172,48 +175,59 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """Who this connection is, and its room; None when it was answered
         (closed) instead. A browser holding a room pass for a place the room
         knows is let in without the database; anyone else is asked of it,
-        a limited number at a time."""
+        a limited number at a time. Only a pass holder opens a room this
+        process does not have open yet: anyone else is checked first, so
+        that a script knocking on every room cannot make each one read."""
         room_hub = hub()
-        try:
-            room = await room_hub.room(session_id)
-        except ServiceError:
-            await self._refuse(CLOSE_NOT_FOUND)
-            return None
-        except Exception as exc:
-            self._unavailable(session_id, exc)
-            await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(0))
-            return None
-        assert room.state is not None
-        registrant_id = passes.read(self.scope.get("cookies") or {}).get(room.state.event_id)
-        if registrant_id is not None:
-            participant = room.state.admit(registrant_id)
-            if participant is not None:
-                return participant, room
+        marks = passes.read(self.scope.get("cookies") or {})
+        if marks or room_hub.is_open(session_id):
+            try:
+                room = await room_hub.room(session_id)
+            except ServiceError:
+                await self._refuse(CLOSE_NOT_FOUND)
+                return None
+            except Exception as exc:
+                await self._unavailable(session_id, exc)
+                return None
+            assert room.state is not None
+            registrant_id = marks.get(room.state.event_id)
+            if registrant_id is not None:
+                self.access_changes = room.access_changes
+                participant = room.state.admit(registrant_id)
+                if participant is not None:
+                    return participant, room
         wait = room_hub.admission.enter_slow()
         if wait is not None:
             await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(wait))
             return None
         try:
+            open_room = room_hub.rooms.get(session_id)
+            self.access_changes = open_room.access_changes if open_room else 0
             participant = await database_sync_to_async(_resolve)(self.scope, session_id)
-            # Open again if it closed meanwhile (no pause when it did not).
+            # Open it (no pause when it is open already).
             room = await room_hub.room(session_id)
+            if room is not open_room:
+                self.access_changes = room.access_changes
         except ServiceError as exc:
             await self._refuse(CLOSE_NOT_FOUND if exc.code == "not_found" else CLOSE_FORBIDDEN)
             return None
         except Exception as exc:
-            self._unavailable(session_id, exc)
-            await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(0))
+            await self._unavailable(session_id, exc)
             return None
         finally:
             room_hub.admission.leave_slow()
         return participant, room
 
-    def _unavailable(self, session_id: int, exc: Exception) -> None:
-        hub().admission.failed()
+    async def _unavailable(self, session_id: int, exc: Exception) -> None:
+        """Something failed before the room could let this viewer in: come
+        back later, at a time spaced like any refusal's."""
+        admission = hub().admission
+        admission.failed()
         if isinstance(exc, DATABASE_UNREACHABLE):
             logger.warning("room %s: database unreachable; viewer asked to retry", session_id)
         else:
             logger.error("room %s: could not be opened: %r", session_id, exc)
+        await self._refuse(CLOSE_UNAVAILABLE, protocol.retry_reason(admission.retry_in()))
 
     async def _refuse(self, code: int, reason: str | None = None) -> None:
         # Accept first: a close code only reaches the client after the
@@ -236,7 +250,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return  # gone, or about to be greeted as someone else
         while not room_hub.add(room, self):
             room = await room_hub.room(participant.session_id)  # it closed meanwhile
+            self.access_changes = -1
         self.joined = True
+        if room.access_changes != self.access_changes:
+            # Rights changed between letting this viewer in and adding it:
+            # the change's check did not see it, so it is checked now.
+            room_hub.check_again(room, self)
         hello, self.voted = room_hub.greet(room, participant, viewers)
         await self.send(text_data=hello)
         # Replay what arrived meanwhile, in order: votes in it update

@@ -87,6 +87,8 @@ VOTES_EVERY = 1.0
 #: a day, and a restarted Redis forgets them at once.
 RESUBSCRIBE_EVERY = 30.0
 GRACE = 5.0
+#: How often a process reads an open room's state again from the database.
+READ_AGAIN_EVERY = 60.0
 
 
 class Member(Protocol):
@@ -150,6 +152,9 @@ class Room:
     counting: asyncio.Future | None = None
     next_count: asyncio.Future | None = None
     count_reads: set[asyncio.Task] = field(default_factory=set)
+    #: Changes of rights heard so far: a joiner let in before one and added
+    #: after it is checked again (:meth:`RoomHub.check_again`).
+    access_changes: int = 0
 
     def __post_init__(self) -> None:
         for member in list(self.members):
@@ -198,6 +203,11 @@ class RoomHub:
             if self.rooms.get(session_id) is room:
                 return room
 
+    def is_open(self, session_id: int) -> bool:
+        """Whether this process has the room open, its state read."""
+        room = self.rooms.get(session_id)
+        return room is not None and room.state is not None
+
     def add(self, room: Room, member: Member) -> bool:
         """Add ``member`` to ``room`` (from :meth:`room`, with no pause since);
         False when the room has closed meanwhile."""
@@ -208,6 +218,19 @@ class RoomHub:
             room.closing = None
         room.add(member)
         return True
+
+    def check_again(self, room: Room, member: Member) -> None:
+        """Check ``member`` against the database again, in turn with the
+        changes of rights: one arrived between letting it in and adding it."""
+        who = member.participant
+        message: dict[str, Any] = {"event": "access"}
+        if who.registrant_id is not None:
+            message["registrants"] = [who.registrant_id]
+        if who.user_id is not None:
+            message["users"] = [who.user_id]
+        task = asyncio.ensure_future(self._recheck_in_turn(room, message))
+        room.rechecks.add(task)
+        task.add_done_callback(room.rechecks.discard)
 
     def greet(
         self, room: Room, participant: Participant, viewers: dict[str, int]
@@ -232,19 +255,24 @@ class RoomHub:
         return await asyncio.shield(room.next_count)
 
     async def _read_count(self, room: Room) -> None:
-        while room.counting is not None:
-            await asyncio.wait([room.counting])
-        future, room.next_count = room.next_count, None
+        future = room.next_count
         assert future is not None
-        room.counting = future
         try:
+            while room.counting is not None:
+                await asyncio.wait([room.counting])
+            room.next_count = None
+            room.counting = future
             future.set_result(await self.viewers(room.session_id, or_local=True))
         except Exception as exc:
             future.set_exception(exc)
         finally:
-            room.counting = None
+            if room.counting is future:
+                room.counting = None
+            if room.next_count is future:
+                room.next_count = None
             if not future.done():  # cancelled: the room closed meanwhile
                 future.set_exception(ConnectionError("the room closed"))
+                future.exception()
 
     async def leave(self, session_id: int, member: Member) -> None:
         room = self.rooms.get(session_id)
@@ -306,6 +334,11 @@ class RoomHub:
                 room.state = state
                 if first:
                     room.last_viewers = await self._count_or_local(room.session_id)
+                if not room.loaded.done():
+                    # Under the lock: the joiners waiting for the room wake
+                    # before any change of rights queued behind the read, so
+                    # they note the count of changes before it moves.
+                    room.loaded.set_result(True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -321,8 +354,6 @@ class RoomHub:
                 return
             finally:
                 room.early = None
-        if not room.loaded.done():
-            room.loaded.set_result(True)
 
     async def _count_or_local(self, session_id: int) -> tuple[int, int]:
         counts = await self.viewers(session_id, or_local=True)
@@ -330,6 +361,11 @@ class RoomHub:
 
     async def _close(self, room: Room) -> None:
         if room.members or self.rooms.get(room.session_id) is not room:
+            return
+        if room.loaded is not None and not room.loaded.done():
+            # Still being read, however long that takes: the viewers waiting
+            # for it must not be left hanging.
+            self._close_later(room)
             return
         del self.rooms[room.session_id]
         await self._shut(room)
@@ -341,6 +377,9 @@ class RoomHub:
             room.closing = None
         if room.subscribed is not None and not room.subscribed.done():
             room.subscribed.cancel()
+        if room.loaded is not None and not room.loaded.done():
+            room.loaded.set_exception(ConnectionError("the room closed"))
+            room.loaded.exception()  # retrieved: joiners get it too
         current = asyncio.current_task()
         for task in [*room.tasks, *room.rechecks, *room.count_reads, room.votes_flush]:
             if task is not None and task is not current:
@@ -417,9 +456,18 @@ class RoomHub:
 
     async def _tick(self, room: Room) -> None:
         since_subscribe = 0.0
+        since_read = 0.0
         failing = False
         while True:
             await asyncio.sleep(VIEWERS_EVERY)
+            since_read += VIEWERS_EVERY
+            if since_read >= READ_AGAIN_EVERY:
+                # A room message the layer dropped (a full channel, an
+                # expired one, a publish that failed) must not leave the
+                # state wrong for the room's whole life: who may enter
+                # above all.
+                since_read = 0.0
+                await self._load(room)
             try:
                 await self._push_viewers(room)
                 await self._sample(room)
@@ -505,6 +553,7 @@ class RoomHub:
 
     async def _recheck_in_turn(self, room: Room, message: dict[str, Any]) -> None:
         async with room.recheck_lock:
+            room.access_changes += 1
             try:
                 await self._update_places(room, message)
             except Exception:

@@ -15,7 +15,8 @@ change of registrations or roles updates (:mod:`streaming.roomstate`).
 It stops working whenever the session key changes: signing in, signing
 out and opening another join link all give the browser a new key. The
 live page gives no pass to a signed-in browser (its roles need the
-database), and a pass lasts no longer than the session would.
+database), and a pass lasts 12 hours at most (the page gives a new one
+each time it loads; an older pass only means a database lookup).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from django.http import HttpRequest, HttpResponse
 from events.marks import SESSION_KEY
 
 COOKIE = "tongxin_pass"
+#: A pass is given again with every load of the live page; one copied out
+#: of a browser stops working after this long, even if its session lasts.
+MAX_AGE = 12 * 3600
 #: Sent with the websocket handshake only, never with a page request.
 PATH = "/ws/"
 SALT = "tongxin.room-pass"
@@ -36,6 +40,10 @@ SALT = "tongxin.room-pass"
 
 def _salt(session_key: str) -> str:
     return f"{SALT}:{session_key}"
+
+
+def _max_age() -> int:
+    return min(MAX_AGE, settings.SESSION_COOKIE_AGE)
 
 
 def issue(session_key: str, marks: Mapping[int, int]) -> str:
@@ -53,7 +61,7 @@ def read(cookies: Mapping[str, str]) -> dict[int, int]:
     if not value or not session_key or len(value) > 4096:
         return {}
     try:
-        payload = signing.loads(value, salt=_salt(session_key), max_age=settings.SESSION_COOKIE_AGE)
+        payload = signing.loads(value, salt=_salt(session_key), max_age=_max_age())
     except (signing.BadSignature, ValueError):
         return {}
     if not isinstance(payload, dict):
@@ -83,7 +91,7 @@ def give(request: HttpRequest, response: HttpResponse) -> None:
     response.set_cookie(
         COOKIE,
         issue(session_key, marks),
-        max_age=settings.SESSION_COOKIE_AGE,
+        max_age=_max_age(),
         path=PATH,
         domain=settings.SESSION_COOKIE_DOMAIN,
         secure=settings.SESSION_COOKIE_SECURE,

@@ -215,8 +215,8 @@ def close_with_reason(send: Callable[..., Any], code: int, reason: str) -> bool:
     close frame is sent through autobahn, as Daphne itself would with the
     reason added; Daphne hears of the close as of any other."""
     protocol = _daphne_protocol(send)
-    if protocol is None:
-        return False
+    if protocol is None or protocol.state == WebSocketProtocol.STATE_CONNECTING:
+        return False  # not accepted yet: Daphne refuses the handshake itself
     if protocol.state == _OPEN:
         protocol.sendClose(code=code, reason=reason)
     return True

@@ -786,20 +786,28 @@
       if (askForm) { askForm.hidden = true; }
       return;
     }
-    if (code === close.restarting) {
+    if (code === close.restarting && attempt === 0) {
       // The server is stopping and sends its viewers away a few at a time:
-      // back at once, to another process, with a little jitter.
+      // back at once, to another process, with a little jitter (and with
+      // the usual backoff if that keeps happening).
       reconnectLater(Math.random() * 250);
       return;
     }
     var retry = code === close.unavailable ? retryAfter(reason) : null;
     if (retry !== null) {
       // Not admitted just now: come back no sooner than asked, plus up to
-      // half as long again, so the refused do not all return together.
-      reconnectLater(retry * 1000 * (1 + Math.random() / 2));
+      // half as long again, so the refused do not all return together;
+      // never sooner than the backoff either.
+      var wait = Math.max(retry * 1000 * (1 + Math.random() / 2), backoff());
+      notBefore = Date.now() + wait;
+      reconnectLater(wait);
       return;
     }
     reconnectLater();
+  }
+
+  function backoff() {
+    return Math.min(BACKOFF_MAX, BACKOFF_FIRST * Math.pow(2, attempt)) * (0.5 + Math.random());
   }
 
   // "retry=<seconds>" in a 4503's reason: the wait the server asks for.
@@ -813,13 +821,15 @@
   function reconnectLater(wait) {
     setConnection("reconnecting");
     if (retryTimer) { return; }
-    var delay = Math.min(BACKOFF_MAX, BACKOFF_FIRST * Math.pow(2, attempt));
+    var delay = wait !== undefined ? wait : backoff();
     attempt += 1;
-    retryTimer = window.setTimeout(connect, wait !== undefined ? wait : delay * (0.5 + Math.random()));
+    retryTimer = window.setTimeout(connect, delay);
   }
 
+  var notBefore = 0;
   window.addEventListener("online", function () {
-    if (!socket && retryTimer) {
+    // Back online: at once, unless the server asked for a later time.
+    if (!socket && retryTimer && Date.now() >= notBefore) {
       window.clearTimeout(retryTimer);
       connect();
     }

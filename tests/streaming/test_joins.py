@@ -398,3 +398,26 @@ async def test_a_session_deleted_while_its_room_is_open_lets_nobody_in_on_a_pass
         async with socket(scene.session.pk, alice) as again:
             assert (await again.connect())[0]
             assert (await close_of(again))["code"] == 4404
+
+
+async def test_a_place_moved_to_another_session_in_the_admin_leaves_the_old_room(
+    scene, join, room, socket
+):
+    from tests.factories import make_session
+
+    alice = await join(scene.alice)
+    other = await db(make_session)(scene.event)
+    async with room(scene.session.pk, await join(scene.bob)) as (_bob, _):
+        registration = scene.alice
+        registration.session = other
+        await db(registration.save)()  # as the admin's change form does
+        from streaming.hub import hub
+
+        state = hub().rooms[scene.session.pk].state
+        for _ in range(100):
+            if registration.registrant_id not in state.places:
+                break
+            await asyncio.sleep(0.02)
+        async with socket(scene.session.pk, alice) as again:
+            assert (await again.connect())[0]
+            assert (await close_of(again))["code"] == 4403
