@@ -78,16 +78,21 @@ def assert_every_question_delivered(result: dict) -> None:
     assert result["lost"] == 0
 
 
+def tongxin(daphnes: list[servers.Server], session_id: int) -> load.Target:
+    """The app's processes, as the load client sees them."""
+    return load.Target(
+        "tongxin",
+        [f"{s.ws_url}/ws/sessions/{session_id}/" for s in daphnes],
+        [s.pid for s in daphnes],
+    )
+
+
 def test_room_delivers_every_question_to_every_viewer(cast):
     room, people = cast
     processes = 2 if settings.REDIS_URL else 1
     daphnes = start_app(processes)
     try:
-        target = load.Target(
-            "tongxin",
-            [f"{s.ws_url}/ws/sessions/{room.session_id}/" for s in daphnes],
-            [s.pid for s in daphnes],
-        )
+        target = tongxin(daphnes, room.session_id)
         result = asyncio.run(asyncio.wait_for(load.measure(target, people, small_load()), 120))
     finally:
         servers.stop(daphnes)
@@ -123,11 +128,7 @@ def test_storm_gets_every_viewer_in_and_every_question_to_them(storm_cast):
     processes = 2 if settings.REDIS_URL else 1
     daphnes = start_app(processes)
     try:
-        target = load.Target(
-            "tongxin",
-            [f"{s.ws_url}/ws/sessions/{room.session_id}/" for s in daphnes],
-            [s.pid for s in daphnes],
-        )
+        target = tongxin(daphnes, room.session_id)
         measurement = storm.measure_storm(target, people, small_storm())
         result = asyncio.run(asyncio.wait_for(measurement, 400))
     finally:

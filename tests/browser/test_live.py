@@ -69,15 +69,16 @@ def _join(context, server, registrant, session):
     return page
 
 
-def _sign_in(context, server, user, session):
-    page = context.new_page()
+def _sign_in(context, server, user, session, *, connected=True, page=None):
+    page = page or context.new_page()
     live = f"/sessions/{session.pk}/live/"
     page.goto(f"{server.url}/accounts/login/?next={live}")
     page.locator("#id_username").fill(user.get_username())
     page.locator("#id_password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"**{live}")
-    _expect_connected(page)
+    if connected:
+        _expect_connected(page)
     return page
 
 
@@ -428,12 +429,7 @@ def test_a_room_that_cannot_admit_now_is_retried_when_it_says(daphne, new_contex
     context = new_context()
     page = context.new_page()
     page.on("websocket", lambda socket: attempts.append(time.monotonic()))
-    live = f"/sessions/{session.pk}/live/"
-    page.goto(f"{server.url}/accounts/login/?next={live}")
-    page.locator("#id_username").fill(organiser.get_username())
-    page.locator("#id_password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{live}")
+    _sign_in(context, server, organiser, session, connected=False, page=page)
     expect(page.locator("[data-conn]")).to_have_text("Reconnecting…")
     page.wait_for_timeout(3_500)
     assert len(attempts) >= 2, attempts
