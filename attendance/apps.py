@@ -8,4 +8,10 @@ class AttendanceConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the demo's part to ``seed_demo``.
-        from attendance import demo  # noqa: F401
+        # The worker's kinds of work: certificate e-mails, certificate and
+        # export jobs.
+        from attendance import (  # noqa: F401
+            demo,
+            jobs,
+            notices,
+        )

@@ -9,6 +9,7 @@ app_name = "attendance_manage"
 urlpatterns = [
     path("sessions/<id:session_id>/attendance/", views.report, name="report"),
     path("sessions/<id:session_id>/attendance.csv", views.attendance_csv, name="csv"),
+    path("sessions/<id:session_id>/attendance/export/", views.attendance_export, name="export"),
     path("sessions/<id:session_id>/attendance/threshold/", views.threshold, name="threshold"),
     path(
         "sessions/<id:session_id>/attendance/certificates/issue/",

@@ -9,8 +9,6 @@ a whole percentage is shown again, beside its field, without redirecting.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -26,27 +24,18 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from attendance import charts, serials, services
+from attendance import jobs as attendance_jobs
 from attendance.forms import MAX_REASON_LENGTH, RevokeForm, ThresholdForm
 from attendance.models import Certificate
 from attendance.presence import Count, count_or_nothing
 from events import services as event_services
 from events.errors import ServiceError
+from events.exports import INLINE_ROWS
 from events.manage_views import _forbidden, _managed_object, _see_other
 from events.models import Session
-from events.spreadsheets import csv_response, csv_safe
+from events.spreadsheets import csv_response
 
 ROWS_PER_PAGE = 50
-
-CSV_HEADER = [
-    "name",
-    "email",
-    "organisation",
-    "registration_status",
-    "minutes_watched",
-    "certificate_serial",
-    "certificate_status",
-    "eligible",
-]
 
 
 def _managed_session(request: HttpRequest, session_id: int) -> Session | None:
@@ -184,27 +173,22 @@ def issue_all(request: HttpRequest, session_id: int) -> HttpResponse:
     if session is None:
         return _forbidden(request)
     try:
-        outcome = services.issue_certificates(session_id=session.pk)
+        job = attendance_jobs.start_issuing(session=session, user=request.user)
     except ServiceError as exc:
         messages.error(request, exc.message)
         return _back(request, session)
-    failed = outcome.failed or []
-    if outcome.issued or not failed:
-        text = ngettext(
-            "%(issued)d certificate issued.", "%(issued)d certificates issued.", outcome.issued
-        ) % {"issued": outcome.issued}
-        if outcome.already:
-            text += " " + ngettext(
-                "%(already)d person already had one.",
-                "%(already)d people already had one.",
-                outcome.already,
-            ) % {"already": outcome.already}
-        messages.success(request, text)
-    for name, why in failed:
-        messages.error(
-            request, _("No certificate for %(name)s: %(why)s") % {"name": name, "why": why}
+    messages.success(
+        request,
+        ngettext(
+            "Issuing certificates to %(count)d eligible registrant; each is e-mailed the "
+            "download links.",
+            "Issuing certificates to %(count)d eligible registrants; each is e-mailed the "
+            "download links.",
+            job.total or 0,
         )
-    return _back(request, session)
+        % {"count": job.total or 0},
+    )
+    return _see_other(reverse("manage:job", args=[job.pk]))
 
 
 @login_required
@@ -291,22 +275,6 @@ def revoke(request: HttpRequest, session_id: int, serial: str) -> HttpResponse:
 # CSV --------------------------------------------------------------------------------
 
 
-def _csv_rows(rows: list[services.AttendanceRow]) -> Iterator[list]:
-    for row in rows:
-        person = row.registrant
-        certificate = row.certificate
-        yield [
-            csv_safe(person.name),
-            csv_safe(person.email),
-            csv_safe(person.organisation),
-            row.registration.status,
-            row.minutes,
-            certificate.serial if certificate else "",
-            certificate.status if certificate else "",
-            "yes" if row.eligible else "no",
-        ]
-
-
 @login_required
 @require_GET
 def attendance_csv(request: HttpRequest, session_id: int) -> HttpResponseBase:
@@ -314,4 +282,24 @@ def attendance_csv(request: HttpRequest, session_id: int) -> HttpResponseBase:
     if session is None:
         return _forbidden(request)
     rows = services.attendance_rows(session)
-    return csv_response(f"attendance-{session.pk}.csv", CSV_HEADER, _csv_rows(rows))
+    if len(rows) > INLINE_ROWS:
+        return render(
+            request,
+            "attendance/export_large.html",
+            {"event": session.event, "session": session, "rows": len(rows)},
+        )
+    return csv_response(
+        f"attendance-{session.pk}.csv",
+        attendance_jobs.ATTENDANCE_HEADER,
+        attendance_jobs.csv_rows(rows),
+    )
+
+
+@login_required
+@require_POST
+def attendance_export(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = _managed_session(request, session_id)
+    if session is None:
+        return _forbidden(request)
+    job = attendance_jobs.start_export(session=session, user=request.user)
+    return _see_other(reverse("manage:job", args=[job.pk]))

@@ -24,7 +24,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from attendance import intervals, render, serials
+from attendance import intervals, notices, render, serials
 from attendance.models import Certificate, WatchInterval
 from events.errors import ServiceError
 from events.models import Registrant, Registration, Session
@@ -251,7 +251,12 @@ def _unprintable(certificate: Certificate) -> list[str]:
 
 
 def issue_certificate(
-    *, session_id: int, registrant_id: int, user_id: int | None = None, manual: bool = False
+    *,
+    session_id: int,
+    registrant_id: int,
+    user_id: int | None = None,
+    manual: bool = False,
+    notify: bool = True,
 ) -> Certificate:
     """Issue the registrant's certificate for an ended session, or return the
     one already issued (same serial, revoked or not). Without ``manual`` the
@@ -314,6 +319,10 @@ def issue_certificate(
         try:
             with transaction.atomic():
                 certificate.save()
+                # The holder is e-mailed the download links, as surely as
+                # the certificate exists.
+                if notify:
+                    notices.tell_holder(certificate)
             return certificate
         except IntegrityError:
             # Issued meanwhile by another request (same registrant), or, once
@@ -333,8 +342,22 @@ class IssueReport:
     failed: list[tuple[str, str]] | None = None
 
 
+def eligible_registrant_ids(session: Session) -> list[int]:
+    """Every confirmed registrant of the session who watched the threshold,
+    by id (with a threshold of 0, people who never joined qualify too)."""
+    needed = threshold_minutes(session) * 60
+    watched = watch_seconds(session)
+    confirmed = session.registrations.filter(status=Registration.Status.CONFIRMED).values_list(
+        "registrant_id", flat=True
+    )
+    return sorted(r for r in confirmed if watched.get(r, 0) >= needed)
+
+
 def issue_certificates(
-    *, session_id: int, progress: Callable[[int, int], None] | None = None
+    *,
+    session_id: int,
+    progress: Callable[[int, int], None] | None = None,
+    notify: bool = True,
 ) -> IssueReport:
     """Issue a certificate to every eligible registrant of an ended session.
     Safe to run again: existing certificates are kept, with their serials.
@@ -344,14 +367,7 @@ def issue_certificates(
         raise ServiceError("not_found", _("There is no such session."))
     if not attendance_settled(session):
         raise ServiceError("invalid", _not_settled_message(session))
-    needed = threshold_minutes(session) * 60
-    watched = watch_seconds(session)
-    confirmed = session.registrations.filter(status=Registration.Status.CONFIRMED).values_list(
-        "registrant_id", flat=True
-    )
-    # Every confirmed registrant: with a threshold of 0, people who never
-    # joined qualify too.
-    eligible = sorted(r for r in confirmed if watched.get(r, 0) >= needed)
+    eligible = eligible_registrant_ids(session)
     have = set(session.certificates.values_list("registrant_id", flat=True))
     report = IssueReport(failed=[])
     assert report.failed is not None
@@ -360,7 +376,9 @@ def issue_certificates(
             report.already += 1
         else:
             try:
-                issue_certificate(session_id=session.pk, registrant_id=registrant_id)
+                issue_certificate(
+                    session_id=session.pk, registrant_id=registrant_id, notify=notify
+                )
                 report.issued += 1
             except ServiceError as exc:
                 name = Registrant.objects.filter(pk=registrant_id).values_list("name", flat=True)

@@ -47,6 +47,9 @@ INSTALLED_APPS = [
     "channels",
     # Sign-in throttling (config/signin.py).
     "axes",
+    # Background work: the Tasks API and its database queue (events/worker.py).
+    "django_tasks",
+    "django_tasks_db",
     "events",
     "streaming",
     "attendance",
@@ -175,6 +178,23 @@ ATTENDANCE_FLUSH_SECONDS = env_float("ATTENDANCE_FLUSH_SECONDS", 15.0, minimum=0
 # signed-in organiser), under way at once per process; more are told to
 # come back (4503, streaming/admission.py).
 ROOM_DATABASE_JOINS = int(env_float("ROOM_DATABASE_JOINS", 32, minimum=0, maximum=10_000))
+
+# Background work ------------------------------------------------------------
+
+# Tasks wait in the database every process shares, so that the worker needs
+# nothing more than the web processes do, in both shapes; a task recorded in
+# a transaction exists exactly when the change it belongs to does.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+#: How often each worker says it is alive, and how long a silent one is
+#: given before what it held (mail it was sending, a bulk change) goes to
+#: the others (docs/operations.md).
+WORKER_BEAT_SECONDS = env_float("WORKER_BEAT_SECONDS", 5.0, minimum=0.2, maximum=60.0)
+WORKER_LOST_SECONDS = env_float("WORKER_LOST_SECONDS", 30.0, minimum=1.0, maximum=3600.0)
+if WORKER_LOST_SECONDS <= 2 * WORKER_BEAT_SECONDS:
+    raise ImproperlyConfigured("WORKER_LOST_SECONDS must be more than two WORKER_BEAT_SECONDS")
+#: How often a worker looks for work that is due: reminders, retries, rooms
+#: that should go live or end.
+WORKER_TICK_SECONDS = env_float("WORKER_TICK_SECONDS", 15.0, minimum=0.2, maximum=60.0)
 
 # Auth ---------------------------------------------------------------------
 

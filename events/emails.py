@@ -1,48 +1,35 @@
-"""E-mails to registrants, each with the invites that changed.
+"""E-mails to registrants: what each kind of message says, and the calls
+the services make to record one in the outbox (events/outbox.py).
 
-Called from ``transaction.on_commit`` by the services: a failure to send is
-logged and never undoes what was committed. Each message is written in the
-registrant's language and carries one ``text/calendar; method=…`` part per
-session whose invite changed.
+The ``send_*`` functions record messages in the caller's transaction and
+never touch a mail server: a worker writes and sends them. Each message is
+written when its turn comes, from what is stored then, in the registrant's
+language, with one ``text/calendar; method=…`` part per session whose
+invite it carries.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import itertools
 import logging
-from collections.abc import Callable, Iterable
+import secrets
+from collections.abc import Iterable
 from email.mime.text import MIMEText
-from typing import Any, ParamSpec
+from typing import Any
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
 from django.db.models import QuerySet
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone, translation
 
 from core import ratelimit
-from events import invites
-from events.models import Registrant, Registration, Session
+from events import invites, outbox
+from events.models import Message, Registrant, Registration, Session, holds_seat
 
 logger = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-
-
-def _logged(func: Callable[P, None]) -> Callable[P, None]:
-    """Runs after commit, inside the request that committed: an exception
-    here would turn a stored registration into an error page."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
-        try:
-            func(*args, **kwargs)
-        except Exception:
-            logger.exception("registration e-mail failed: %s%r", func.__name__, args)
-
-    return wrapper
 
 
 def _calendar_part(registration: Registration) -> MIMEText | None:
@@ -57,27 +44,38 @@ def _calendar_part(registration: Registration) -> MIMEText | None:
     return part
 
 
-def _email(registrant: Registrant, template: str, **context: Any) -> EmailMultiAlternatives:
+def compose_with(
+    registrant: Registrant,
+    template: str,
+    headers: dict[str, str] | None = None,
+    template_dir: str = "events/email",
+    **context: Any,
+) -> EmailMultiAlternatives:
     """A message to the registrant in their language, its times in the
-    event's zone, from ``events/email/<template>_subject.txt`` and
+    event's zone, from ``<template_dir>/<template>_subject.txt`` and
     ``_body.txt``."""
     event = registrant.event
     with translation.override(registrant.language), timezone.override(event.zone):
         context.update(registrant=registrant, event=event, personal_url=registrant.personal_url())
-        subject = render_to_string(f"events/email/{template}_subject.txt", context).strip()
-        body = render_to_string(f"events/email/{template}_body.txt", context)
+        subject = render_to_string(f"{template_dir}/{template}_subject.txt", context).strip()
+        body = render_to_string(f"{template_dir}/{template}_body.txt", context)
     return EmailMultiAlternatives(
         subject=" ".join(subject.split()),
         body=body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[registrant.email],
         reply_to=[event.organiser_email] if event.organiser_email else None,
-        headers={"Content-Language": registrant.language},
+        headers={
+            "Content-Language": registrant.language,
+            # Sent by a machine: no out-of-office replies (RFC 3834).
+            "Auto-Submitted": "auto-generated",
+            **(headers or {}),
+        },
     )
 
 
 def _message(registrant: Registrant, registrations: list[Registration]) -> EmailMultiAlternatives:
-    message = _email(registrant, "update", registrations=registrations)
+    message = compose_with(registrant, "update", registrations=registrations)
     for registration in registrations:
         part = _calendar_part(registration)
         if part is not None:
@@ -114,114 +112,203 @@ def within_cap(registrant: Registrant, kind: str) -> bool:
     return False
 
 
-def _send(messages: Iterable[EmailMultiAlternatives]) -> None:
-    """Send over one connection. A refused recipient costs only their own
-    message; a server that cannot be reached stops the run with one log
-    line instead of one timeout per registrant. Nothing to send (all of it
-    capped, say) opens no connection."""
-    messages = iter(messages)
-    first = next(messages, None)
-    if first is None:
-        return
-    messages = itertools.chain([first], messages)
-    connection = get_connection()
-    try:
-        connection.open()
-    except Exception:
-        logger.exception("could not connect to the mail server; registration e-mails not sent")
-        return
-    try:
-        for message in messages:
-            try:
-                connection.send_messages([message])
-            except Exception:
-                logger.exception("could not send a registration e-mail to %s", message.to)
-                connection.close()
-                try:
-                    connection.open()
-                except Exception:
-                    logger.exception("mail server went away; remaining e-mails not sent")
-                    return
-    finally:
-        connection.close()
-
-
 def _registrations(**filters) -> QuerySet[Registration]:
     return Registration.objects.filter(**filters).select_related(
         "session__event", "registrant__event"
     )
 
 
-@_logged
+def _change_key(registrant_id: int, registrations: Iterable[Registration]) -> str:
+    """The change a registration update tells of: each place at its revision."""
+    places = ",".join(
+        f"{r.session_id}.{r.ical_revision}"
+        for r in sorted(registrations, key=lambda r: r.session_id)
+    )
+    return outbox.message_key(Message.Kind.UPDATE, registrant_id, places)
+
+
+# Recording (called by the services, inside their transactions) ----------------------
+
+
 def send_registration_update(
     registrant_id: int, session_ids: list[int], *, capped: bool = False
 ) -> None:
-    """One e-mail telling a registrant where they now stand for these
+    """Record one e-mail telling a registrant where they now stand for these
     sessions; with ``capped`` (a change the registrant made on a public
     page), only :func:`within_cap`."""
-    registrations = list(_registrations(registrant_id=registrant_id, session_id__in=session_ids))
+    registrations = list(
+        Registration.objects.filter(
+            registrant_id=registrant_id, session_id__in=session_ids
+        ).select_related("registrant")
+    )
     if registrations:
-        registrant = registrations[0].registrant
-        if capped and not within_cap(registrant, "update"):
-            return
-        _send([_message(registrant, registrations)])
+        send_registration_update_for(registrations[0].registrant, registrations, capped=capped)
 
 
-@_logged
 def send_registration_update_for(
     registrant: Registrant, registrations: list[Registration], *, capped: bool = True
 ) -> None:
-    """The same e-mail, from registrations already in hand (with their
-    session, its event, and the registrant loaded), after a registration on
-    the public page: capped, except a new registrant's first (on events that
-    ask to confirm the address, the only copy of their link)."""
+    """The same, from registrations in hand: capped, except a new
+    registrant's first (on events that ask to confirm the address, the only
+    copy of their link)."""
     if capped and not within_cap(registrant, "update"):
         return
-    _send([_message(registrant, registrations)])
+    outbox.record(
+        key=_change_key(registrant.pk, registrations),
+        kind=Message.Kind.UPDATE,
+        registrant=registrant,
+        session=registrations[0].session_id if len(registrations) == 1 else None,
+        data={"sessions": sorted(r.session_id for r in registrations)},
+    )
 
 
-def _link_message(registrant: Registrant, asked: list[Session]) -> EmailMultiAlternatives:
-    add = ",".join(str(session.pk) for session in asked)
-    return _email(registrant, "link", asked=asked, add_url=f"{registrant.personal_url()}?add={add}")
-
-
-@_logged
 def send_link(registrant_id: int, session_ids: list[int], *, capped: bool = True) -> None:
-    """E-mail a registrant their personal link, and the sessions someone
-    asked for with their address that they do not hold yet (added only if
-    they confirm on their personal page). Capped unless an organiser sent
-    it (``capped=False``)."""
-    registrant = Registrant.objects.select_related("event").filter(pk=registrant_id).first()
+    """Record an e-mail with a registrant's personal link, and the sessions
+    someone asked for with their address that they do not hold yet (added
+    only if they confirm on their personal page). Capped unless an organiser
+    sent it (``capped=False``). Each request is a message of its own."""
+    registrant = Registrant.objects.filter(pk=registrant_id).first()
     if registrant is None:
         return
+    if capped and not within_cap(registrant, "link"):
+        return
+    outbox.record(
+        key=outbox.message_key(Message.Kind.LINK, registrant.pk, secrets.token_hex(8)),
+        kind=Message.Kind.LINK,
+        registrant=registrant,
+        data={"asked": sorted(set(session_ids))},
+    )
+
+
+def send_promotions(registration_ids: list[int]) -> None:
+    """Record, for each promoted registrant, that their seat is confirmed."""
+    for registration in Registration.objects.filter(pk__in=registration_ids).select_related(
+        "registrant"
+    ):
+        send_registration_update_for(registration.registrant, [registration], capped=False)
+
+
+def session_messages(session: Session, registrations: Iterable[Registration]) -> list[Message]:
+    """Unsaved messages telling each of ``registrations`` (of ``session``)
+    of its new time, place or cancellation, for :func:`outbox.record_many`."""
+    sequence = session.ical_sequence
+    return [
+        Message(
+            key=outbox.message_key(Message.Kind.SESSION, session.pk, sequence, r.registrant_id),
+            event_id=session.event_id,
+            registrant_id=r.registrant_id,
+            session_id=session.pk,
+            kind=Message.Kind.SESSION,
+            data={"sequence": sequence},
+            priority=Message.BULK,
+        )
+        for r in registrations
+    ]
+
+
+# Writing (called by the worker when a message's turn comes) --------------------------
+
+
+@outbox.composer(Message.Kind.UPDATE)
+def compose_update(message: Message) -> EmailMultiAlternatives | str:
+    registrations = list(
+        _registrations(
+            registrant_id=message.registrant_id, session_id__in=message.data.get("sessions", [])
+        )
+    )
+    if not registrations:
+        return "the registration no longer exists"
+    return _message(message.registrant, registrations)
+
+
+@outbox.composer(Message.Kind.SESSION)
+def compose_session(message: Message) -> EmailMultiAlternatives | str:
+    registration = (
+        _registrations(registrant_id=message.registrant_id, session_id=message.session_id)
+        .filter(status__in=Registration.ACTIVE_STATUSES)
+        .first()
+    )
+    if registration is None:
+        return "no longer registered for the session"
+    return _message(message.registrant, [registration])
+
+
+@outbox.composer(Message.Kind.LINK)
+def compose_link(message: Message) -> EmailMultiAlternatives:
+    registrant = message.registrant
     held = registrant.registrations.filter(status__in=Registration.ACTIVE_STATUSES).values_list(
         "session_id", flat=True
     )
     asked = list(
         Session.objects.filter(
             event_id=registrant.event_id,
-            pk__in=session_ids,
+            pk__in=message.data.get("asked", []),
             status__in=Session.OPEN_STATUSES,
         )
         .exclude(pk__in=list(held))
         .order_by("starts_at", "pk")
     )
-    if capped and not within_cap(registrant, "link"):
-        return
-    _send([_link_message(registrant, asked)])
+    add = ",".join(str(session.pk) for session in asked)
+    return compose_with(
+        registrant, "link", asked=asked, add_url=f"{registrant.personal_url()}?add={add}"
+    )
 
 
-@_logged
-def send_promotions(registration_ids: list[int]) -> None:
-    """Tell each promoted registrant that their seat is confirmed."""
-    _send(_message(r.registrant, [r]) for r in _registrations(pk__in=registration_ids))
+# Reminders --------------------------------------------------------------------------
+
+UNSUBSCRIBE_SALT = "tongxin.reminders-off"
 
 
-@_logged
-def send_session_update(session_id: int) -> None:
-    """Tell everyone holding or awaiting a place of the session's new time,
-    place or cancellation; the confirmed get the updated invite. Those who
-    cancelled earlier have already had a CANCEL."""
-    registrations = _registrations(session_id=session_id, status__in=Registration.ACTIVE_STATUSES)
-    # Built one at a time: a session may have tens of thousands of registrants.
-    _send(_message(r.registrant, [r]) for r in registrations.iterator(chunk_size=500))
+def reminders_off_url(registrant: Registrant) -> str:
+    """Where a reminder's recipient turns reminders off with one click
+    (RFC 8058). Signed, and good for nothing else: it is not the personal
+    link, which mail providers that follow it must never see."""
+    token = signing.Signer(salt=UNSUBSCRIBE_SALT).sign(str(registrant.pk))
+    return settings.SITE_URL + reverse("events:reminders_off", args=[token])
+
+
+def registrant_for_reminders_off(token: str) -> Registrant | None:
+    try:
+        registrant_id = signing.Signer(salt=UNSUBSCRIBE_SALT).unsign(token)
+    except signing.BadSignature:
+        return None
+    return Registrant.objects.filter(pk=int(registrant_id)).first()
+
+
+@outbox.composer(Message.Kind.REMINDER)
+def compose_reminder(message: Message) -> EmailMultiAlternatives | str:
+    registrant = message.registrant
+    session = message.session
+    if session is None:
+        return "the session no longer exists"
+    if not registrant.reminders:
+        return "reminders turned off by the registrant"
+    if session.status not in Session.OPEN_STATUSES:
+        return "the session was cancelled or has ended"
+    if session.starts_at.isoformat() != message.data.get("starts_at"):
+        return "the session was moved; reminders follow its new time"
+    if timezone.now() >= session.ends_at:
+        return "the session is over"
+    registration = (
+        _registrations(registrant_id=registrant.pk, session_id=session.pk)
+        .filter(holds_seat())
+        .first()
+    )
+    if registration is None:
+        return "no confirmed place any more"
+    off_url = reminders_off_url(registrant)
+    email = compose_with(
+        registrant,
+        "reminder",
+        headers={
+            "List-Unsubscribe": f"<{off_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        session=session,
+        join_url=registrant.join_url(session.pk),
+        reminders_off_url=off_url,
+    )
+    part = _calendar_part(registration)
+    if part is not None:
+        email.attach(part)
+    return email

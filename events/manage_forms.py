@@ -17,6 +17,7 @@ from django.forms.utils import from_current_timezone
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from events import reminders
 from events.forms import IdChoiceField, IdMultipleChoiceField, clean_field
 from events.models import Event, Registration, Session, Speaker, validate_time_zone
 
@@ -68,6 +69,17 @@ def localise(value: datetime | None, zone: ZoneInfo) -> datetime | None:
 class EventForm(forms.ModelForm):
     registration_opens_at = LocalDateTimeField(label=_("Registration opens"), required=False)
     registration_closes_at = LocalDateTimeField(label=_("Registration closes"), required=False)
+    reminder_minutes = forms.TypedMultipleChoiceField(
+        label=_("Reminder e-mails"),
+        choices=reminders.CHOICES,
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_(
+            "Before each session, confirmed registrants are e-mailed a reminder with their join "
+            "link. They can turn reminders off from the e-mail."
+        ),
+    )
 
     class Meta:
         model = Event
@@ -82,6 +94,7 @@ class EventForm(forms.ModelForm):
             "waitlist_enabled",
             "approval_required",
             "confirm_email",
+            "reminder_minutes",
             "organiser_name",
             "organiser_email",
         ]
@@ -106,6 +119,9 @@ class EventForm(forms.ModelForm):
 
     def clean_title(self) -> str:
         return clean_field(self, "title")
+
+    def clean_reminder_minutes(self) -> list[int]:
+        return sorted(set(self.cleaned_data["reminder_minutes"]), reverse=True)
 
     def clean_time_zone(self) -> str:
         # Model validators only run in _post_clean, after clean() needs the zone.
@@ -177,6 +193,7 @@ class SessionForm(forms.ModelForm):
             "stream_url",
             "replay_url",
             "qa_moderated",
+            "auto_status",
             "certificate_threshold_percent",
             "speakers",
         ]

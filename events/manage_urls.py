@@ -3,6 +3,7 @@
 from django.urls import path
 
 from events import manage_views as views
+from events import work_views
 
 app_name = "manage"
 
@@ -37,4 +38,19 @@ urlpatterns = [
         views.registration_resend_link,
         name="registration_resend_link",
     ),
+    path(
+        "events/<id:event_id>/registrations/export/",
+        views.registrations_export,
+        name="registrations_export",
+    ),
+    path(
+        "events/<id:event_id>/registrations/approve-all/",
+        views.registrations_approve_all,
+        name="registrations_approve_all",
+    ),
+    path("events/<id:event_id>/mail/", work_views.mail, name="mail"),
+    path("events/<id:event_id>/mail/send-again/", work_views.mail_send_again, name="mail_again"),
+    path("events/<id:event_id>/jobs/", work_views.job_list, name="jobs"),
+    path("jobs/<id:job_id>/", work_views.job_detail, name="job"),
+    path("jobs/<id:job_id>/download/", work_views.job_download, name="job_download"),
 ]

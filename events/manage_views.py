@@ -8,7 +8,7 @@ before the event is even looked up, so ids do not reveal what exists.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import wraps
 
 from django.contrib import messages
@@ -22,14 +22,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from events import services
+from events import exports, jobs, outbox, services
 from events.errors import ServiceError
 from events.manage_forms import EventForm, RegistrationFilterForm, SessionForm, SpeakerForm
 from events.models import Event, Registrant, Registration, Session, Speaker
 from events.queries import can_manage, managed_events, sessions_with_counts
-from events.spreadsheets import csv_response, csv_safe
+from events.spreadsheets import csv_response
 
 REGISTRATIONS_PER_PAGE = 50
 
@@ -66,6 +67,14 @@ def _managed_object(request: HttpRequest, queryset, pk: int):
     """The object (with ``event``) if the user manages its event, else None."""
     obj = get_object_or_404(queryset.select_related("event"), pk=pk)
     return obj if can_manage(request.user, obj.event_id) else None
+
+
+def _labelled(shown) -> list:
+    """Jobs with the name of their kind, for the templates."""
+    shown = list(shown)
+    for job in shown:
+        job.label = jobs.label(job.kind)
+    return shown
 
 
 def can_create_events(user) -> bool:
@@ -163,6 +172,8 @@ def event_dashboard(request: HttpRequest, event: Event) -> HttpResponse:
             "sessions": sessions_with_counts(event),
             "pending_count": pending,
             "speaker_count": event.speakers.count(),
+            "jobs": _labelled(event.jobs.select_related("session")[:5]),
+            "mail": outbox.counts(event=event),
         },
     )
 
@@ -193,13 +204,21 @@ def _save_session(request: HttpRequest, form: SessionForm, event: Event, session
     if session is None:
         messages.success(request, _("Session “%(title)s” added.") % {"title": saved.title})
     elif saved.ical_sequence > sequence_before:
-        messages.success(
-            request,
-            _(
-                "Session saved. Its time, place or title changed, so every confirmed "
-                "registrant was e-mailed the updated calendar invite."
-            ),
-        )
+        told = saved.registrations.filter(status__in=Registration.ACTIVE_STATUSES).count()
+        if told:
+            messages.success(
+                request,
+                ngettext(
+                    "Session saved. Its time, place or title changed: the updated calendar "
+                    "invite is being e-mailed to its %(count)d registrant.",
+                    "Session saved. Its time, place or title changed: the updated calendar "
+                    "invite is being e-mailed to its %(count)d registrants.",
+                    told,
+                )
+                % {"count": told},
+            )
+        else:
+            messages.success(request, _("Session saved. Nobody is registered yet to be told."))
     else:
         messages.success(request, _("Session saved."))
     return _see_other(reverse("manage:event", args=[event.pk]))
@@ -245,10 +264,17 @@ def session_cancel(request: HttpRequest, session_id: int) -> HttpResponse:
         except ServiceError as exc:
             messages.error(request, exc.message)
         else:
+            told = session.registrations.filter(status__in=Registration.ACTIVE_STATUSES).count()
             messages.success(
                 request,
-                _("“%(title)s” is cancelled; registrants were e-mailed.")
-                % {"title": session.title},
+                ngettext(
+                    "“%(title)s” is cancelled; the cancellation is being e-mailed to its "
+                    "%(count)d registrant.",
+                    "“%(title)s” is cancelled; the cancellation is being e-mailed to its "
+                    "%(count)d registrants.",
+                    told,
+                )
+                % {"title": session.title, "count": told},
             )
         return _see_other(reverse("manage:event", args=[session.event_id]))
     notified = session.registrations.filter(status__in=Registration.ACTIVE_STATUSES).count()
@@ -330,6 +356,13 @@ def registrations(request: HttpRequest, event: Event) -> HttpResponse:
             "query": query.urlencode(),
             # The export applies the same filters as the table on screen.
             "csv_query": query.urlencode() if valid else "",
+            "pending": (
+                filters.apply(_registrations(event))
+                .filter(status=Registration.Status.PENDING)
+                .count()
+                if valid
+                else 0
+            ),
         },
         status=200 if valid else 400,
     )
@@ -393,42 +426,6 @@ def registration_reject(request: HttpRequest, event: Event, registration_id: int
     return _decide(request, event, registration_id, approve=False)
 
 
-CSV_HEADER = [
-    "name",
-    "email",
-    "organisation",
-    "session_id",
-    "session_title",
-    "status",
-    "registered_at",
-]
-
-
-def _csv_rows(event: Event, queryset) -> Iterator[list]:
-    zone = event.zone
-    rows = queryset.values_list(
-        "registrant__name",
-        "registrant__email",
-        "registrant__organisation",
-        "session_id",
-        "session__title",
-        "status",
-        "created_at",
-    )
-    for name, email, organisation, session_id, title, status, created_at in rows.iterator(
-        chunk_size=2000
-    ):
-        yield [
-            csv_safe(name),
-            csv_safe(email),
-            csv_safe(organisation),
-            session_id,
-            csv_safe(title),
-            status,
-            created_at.astimezone(zone).isoformat(),
-        ]
-
-
 @manages_event
 @require_GET
 def registrations_csv(request: HttpRequest, event: Event) -> HttpResponse:
@@ -437,7 +434,60 @@ def registrations_csv(request: HttpRequest, event: Event) -> HttpResponse:
         return HttpResponse(
             _("Unknown session or status."), status=400, content_type="text/plain; charset=utf-8"
         )
-    queryset = filters.apply(_registrations(event)).order_by(
-        "session__starts_at", "created_at", "pk"
+    queryset = filters.apply(_registrations(event))
+    count = queryset.count()
+    if count > exports.INLINE_ROWS:
+        # Large: prepared by a worker (a POST from this page), not streamed
+        # for minutes through a request.
+        return render(
+            request,
+            "manage/export_large.html",
+            {"event": event, "rows": count, "query": request.GET.urlencode()},
+        )
+    return csv_response(
+        f"{event.slug}-registrations.csv",
+        exports.REGISTRATIONS_HEADER,
+        exports.registration_rows(event, exports.registrations_in_order(queryset)),
     )
-    return csv_response(f"{event.slug}-registrations.csv", CSV_HEADER, _csv_rows(event, queryset))
+
+
+@manages_event
+@require_POST
+def registrations_export(request: HttpRequest, event: Event) -> HttpResponse:
+    """Prepare the registrations CSV (with the filters of the page) in the
+    background; the job's page offers it when it is ready."""
+    filters = RegistrationFilterForm(request.POST, event=event)
+    if not filters.is_valid():
+        messages.error(request, _("Unknown session or status."))
+        return _see_other(reverse("manage:registrations", args=[event.pk]))
+    job = exports.start_registrations_export(
+        event=event,
+        session_id=filters.cleaned_data["session"].pk
+        if filters.cleaned_data.get("session")
+        else None,
+        status=filters.cleaned_data.get("status") or "",
+        user=request.user,
+    )
+    return _see_other(reverse("manage:job", args=[job.pk]))
+
+
+@manages_event
+@require_POST
+def registrations_approve_all(request: HttpRequest, event: Event) -> HttpResponse:
+    """Approve every pending registration (of one session, if the filter
+    names one) in the background."""
+    filters = RegistrationFilterForm(request.POST, event=event)
+    session = filters.cleaned_data.get("session") if filters.is_valid() else None
+    job = services.approve_all(
+        event=event, session_id=session.pk if session else None, user=request.user
+    )
+    messages.success(
+        request,
+        ngettext(
+            "Approving %(count)d pending registration; each registrant is e-mailed.",
+            "Approving %(count)d pending registrations; each registrant is e-mailed.",
+            job.total or 0,
+        )
+        % {"count": job.total or 0},
+    )
+    return _see_other(reverse("manage:job", args=[job.pk]))

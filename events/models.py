@@ -43,6 +43,15 @@ def default_time_zone() -> str:
     return settings.DEFAULT_EVENT_TIME_ZONE
 
 
+#: Reminder e-mails before each session unless the organiser chooses
+#: otherwise: a day before and an hour before.
+DEFAULT_REMINDER_MINUTES = [24 * 60, 60]
+
+
+def default_reminders() -> list[int]:
+    return list(DEFAULT_REMINDER_MINUTES)
+
+
 class Event(models.Model):
     slug = models.SlugField(_("short name in the address"), max_length=80, unique=True)
     title = models.CharField(_("title"), max_length=200)
@@ -62,6 +71,11 @@ class Event(models.Model):
             "New registrants are not shown their personal link: it is e-mailed, and their places "
             "are held until they open it (released after 24 hours)."
         ),
+    )
+    #: Minutes before each session at which registrants are reminded by
+    #: e-mail (events/reminders.py); empty: no reminders.
+    reminder_minutes = models.JSONField(
+        _("reminders (minutes before each session)"), default=default_reminders, blank=True
     )
     organiser_name = models.CharField(_("organiser name"), max_length=200, blank=True)
     organiser_email = models.EmailField(_("organiser e-mail"), blank=True)
@@ -156,6 +170,14 @@ class Session(models.Model):
     stream_url = models.URLField(_("stream address"), max_length=500, blank=True)
     replay_url = models.URLField(_("replay address"), max_length=500, blank=True)
     qa_moderated = models.BooleanField(_("questions need approval"), default=True)
+    auto_status = models.BooleanField(
+        _("go live and end on schedule"),
+        default=False,
+        help_text=_(
+            "Go live at the scheduled start and end at the scheduled end, unless done by hand "
+            "before."
+        ),
+    )
     certificate_threshold_percent = models.PositiveSmallIntegerField(
         _("certificate threshold (percentage of scheduled length)"), default=80
     )
@@ -213,6 +235,9 @@ class Registrant(models.Model):
     token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     language = models.CharField(
         _("language"), max_length=16, default="zh-hans", help_text=_("Used for e-mails.")
+    )
+    reminders = models.BooleanField(
+        _("reminder e-mails"), default=True, help_text=_("Turned off from a reminder e-mail.")
     )
     #: When the address was shown to be theirs: at once, except for events
     #: that ask registrants to confirm (then when the e-mailed link is opened).
@@ -321,3 +346,137 @@ class EventRole(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} – {self.get_role_display()} – {self.event}"
+
+
+# Background work ----------------------------------------------------------------
+
+
+class Message(models.Model):
+    """One e-mail in the outbox (events/outbox.py): recorded in the same
+    transaction as the change it tells of, sent by a worker, retried until
+    delivered. ``key`` names the change and the recipient, so that recording
+    the same change twice (a task run again after its worker died) never
+    makes two messages. The text is written when it is sent, from what is
+    stored then, in the registrant's language."""
+
+    class Kind(models.TextChoices):
+        UPDATE = "update", _("Registration update")
+        LINK = "link", _("Personal link")
+        SESSION = "session", _("Session changed")
+        REMINDER = "reminder", _("Reminder")
+        CERTIFICATE = "certificate", _("Certificate ready")
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Waiting")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Not needed")
+
+    #: Sent before bulk mail: a registrant's own confirmation must not wait
+    #: behind twenty thousand updated invites.
+    PERSONAL, BULK = 0, 1
+
+    key = models.CharField(max_length=200, unique=True)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="messages")
+    registrant = models.ForeignKey(Registrant, on_delete=models.CASCADE, related_name="messages")
+    #: The registration it is about, with ``registrant``; None for a message
+    #: about several sessions (listed in ``data``).
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, null=True, blank=True, related_name="messages"
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    #: What the text is written from: session ids, a reminder's offset…
+    data = models.JSONField(default=dict, blank=True)
+    priority = models.PositiveSmallIntegerField(default=PERSONAL)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default="queued")
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    #: Not sent before this (a retry's back-off, a reminder's time).
+    due_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    #: The worker sending it (state ``sending``) or that last tried.
+    worker = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("e-mail")
+        verbose_name_plural = _("e-mails")
+        indexes = [
+            models.Index(fields=["state", "priority", "due_at"]),
+            models.Index(fields=["event", "state"]),
+            models.Index(fields=["session", "kind", "state"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.registrant_id} ({self.state})"
+
+
+class Job(models.Model):
+    """A bulk change or export run by a worker (events/jobs.py), with its
+    progress, so that the organiser's page answers at once and shows how far
+    it got; a job whose worker died is picked up again by another."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Waiting")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(max_length=32)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="jobs")
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs"
+    )
+    params = models.JSONField(default=dict, blank=True)
+    #: One job per change: starting the same change twice returns the first.
+    key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default="queued")
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    #: Where a resumable job got to (the last id it handled).
+    cursor = models.JSONField(default=dict, blank=True)
+    #: What it did, for the page: counts, the name of a file to download.
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "worker"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        if not self.total:
+            return 0
+        return min(99, self.done * 100 // self.total)
+
+
+class Worker(models.Model):
+    """A running worker process, as its heartbeat says (events/worker.py).
+    One that stops beating is taken for dead: what it held is picked up
+    again by the others."""
+
+    name = models.CharField(max_length=64, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    beat_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.pid})"

@@ -4,8 +4,12 @@ commands call these functions; each owns its transaction and raises
 
 Seats are counted under a row lock on the session (``SELECT … FOR UPDATE``
 on PostgreSQL; SQLite runs every transaction with ``BEGIN IMMEDIATE``), so
-capacity holds however many registrations arrive at once. E-mails are sent
-after the transaction commits, never for something that rolled back.
+capacity holds however many registrations arrive at once. E-mails are
+recorded in the outbox in the same transaction as the change (events/outbox.py)
+and sent by a worker: never for something that rolled back, never lost for
+something that committed, and never sent by the request itself. Changes that
+reach many people (a session rescheduled or cancelled, every pending place
+approved) are jobs that a worker runs (events/jobs.py).
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
-from events import emails, signals
+from events import emails, jobs, outbox, signals
 from events.errors import ServiceError
+from events.jobs import UserLike
 from events.models import (
     CONFIRM_WITHIN,
     Event,
     EventRole,
+    Job,
+    Message,
     Registrant,
     Registration,
     Session,
@@ -106,7 +114,7 @@ def register_attendee(
     refused, so nothing is stored; ``not_open`` outside the registration
     window or for sessions that ended or were cancelled.
 
-    Side effects: one confirmation e-mail, after commit, listing what
+    Side effects: one confirmation e-mail, recorded, listing what
     changed, with an invite for each confirmed session; or the link e-mail.
     Both are capped per address (``emails.within_cap``).
     """
@@ -137,8 +145,7 @@ def register_attendee(
             event=event, email=email, name=name, organisation=organisation, language=language
         )
         if not created and registrant.pk != holder_id:
-            registrant_id = registrant.pk
-            transaction.on_commit(lambda: emails.send_link(registrant_id, ids))
+            emails.send_link(registrant.pk, ids)
             return RegistrationResult(registrant=None, created=False, link_sent=True)
         result = RegistrationResult(registrant=registrant, created=created)
         if registrant.confirmed_at is None:
@@ -161,9 +168,7 @@ def register_attendee(
                 registration.session.event = event
             # A new registrant's first e-mail is never capped: it may be the
             # only copy of their link.
-            transaction.on_commit(
-                lambda: emails.send_registration_update_for(registrant, changed, capped=not created)
-            )
+            emails.send_registration_update_for(registrant, changed, capped=not created)
     return result
 
 
@@ -221,7 +226,7 @@ def _status_for_new_place(*, session: Session, event: Event) -> str | None:
             # nobody confirmed lapses): those already waiting get them first.
             promoted = _fill_free_seats(session)
             if promoted:
-                transaction.on_commit(lambda: emails.send_promotions(promoted))
+                emails.send_promotions(promoted)
                 if not _has_free_seat(session):
                     return Status.WAITLISTED
         return Status.CONFIRMED
@@ -267,7 +272,7 @@ def cancel_registrations(
     """Cancel the registrant's active registrations (all, or those of
     ``session_ids``). Each freed seat goes to the first waitlisted person.
 
-    Side effects, after commit: the registrant gets a cancellation e-mail
+    Side effects, recorded in the outbox: the registrant gets a cancellation e-mail
     with METHOD:CANCEL invites; each promoted person gets a confirmation
     with a METHOD:REQUEST invite; ``signals.registrations_changed`` is sent
     (open live rooms let the registrant go).
@@ -297,12 +302,9 @@ def cancel_registrations(
             cancelled.append(registration)
             promoted += _fill_free_seats(session)
         if cancelled:
-            ids = [r.session_id for r in cancelled]
-            transaction.on_commit(
-                lambda: emails.send_registration_update(registrant.pk, ids, capped=True)
-            )
+            emails.send_registration_update_for(registrant, cancelled, capped=True)
         if promoted:
-            transaction.on_commit(lambda: emails.send_promotions(promoted))
+            emails.send_promotions(promoted)
     return cancelled
 
 
@@ -336,8 +338,16 @@ def confirm_address(*, registrant: Registrant, now: datetime | None = None) -> b
             place.save(update_fields=["status", "ical_revision", "updated_at"])
             moved.append(session.pk)
         if moved:
-            transaction.on_commit(lambda: emails.send_registration_update(registrant.pk, moved))
+            emails.send_registration_update(registrant.pk, moved)
     return True
+
+
+def set_reminders(*, registrant: Registrant, on: bool) -> bool:
+    """Turn the registrant's reminder e-mails on or off (for every session of
+    the event). Returns whether this changed anything."""
+    return bool(
+        Registrant.objects.filter(pk=registrant.pk).exclude(reminders=on).update(reminders=on)
+    )
 
 
 def send_personal_link(*, event: Event, email: str) -> None:
@@ -360,7 +370,7 @@ def approve_registration(*, registration_id: int, event: Event) -> Registration:
     """Approve a pending registration: confirmed when a seat is free, else
     waitlisted (or ``ServiceError("full")`` without a waiting list).
 
-    Side effects: the registrant is e-mailed after commit.
+    Side effects: the registrant is e-mailed (through the outbox).
     """
     return _decide(registration_id=registration_id, event=event, approve=True)
 
@@ -400,8 +410,7 @@ def _decide(*, registration_id: int, event: Event, approve: bool) -> Registratio
         registration.status = new_status
         registration.ical_revision += 1
         registration.save(update_fields=["status", "ical_revision", "updated_at"])
-        registrant_id, session_id = registration.registrant_id, session.pk
-        transaction.on_commit(lambda: emails.send_registration_update(registrant_id, [session_id]))
+        emails.send_registration_update_for(registration.registrant, [registration], capped=False)
     return registration
 
 
@@ -428,8 +437,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
     """Create (``session.pk`` is None) or update a session from validated
     form data.
 
-    A change of time, place or title bumps the iCal SEQUENCE and e-mails
-    every confirmed registrant the updated invite after commit; raising the
+    A change of time, place or title bumps the iCal SEQUENCE and starts a
+    job (:func:`tell_registrants`) that e-mails every registrant the
+    updated invite; raising the
     capacity promotes waitlisted registrants. A change of time, title or
     stream sends ``signals.session_changed`` (``updated``) after commit, so
     open live rooms show it.
@@ -465,9 +475,9 @@ def save_session(*, session: Session, changes: dict) -> Session:
         promoted = _fill_free_seats(locked)
         if invite_changed:
             # Reaches the newly promoted too, with their confirmed invite.
-            transaction.on_commit(lambda: emails.send_session_update(locked.pk))
+            start_session_update(session=locked)
         elif promoted:
-            transaction.on_commit(lambda: emails.send_promotions(promoted))
+            emails.send_promotions(promoted)
         if room_changed:
             signals.send_on_commit(signals.session_changed, session_id=locked.pk, change="updated")
     return locked
@@ -475,7 +485,7 @@ def save_session(*, session: Session, changes: dict) -> Session:
 
 def cancel_session(*, session_id: int) -> Session:
     """Cancel a session: status ``cancelled``, SEQUENCE bumped, and every
-    confirmed registrant e-mailed a METHOD:CANCEL invite after commit;
+    registrant e-mailed a METHOD:CANCEL invite by a job (:func:`tell_registrants`);
     ``signals.session_changed`` (``cancelled``) tells open live rooms."""
     with transaction.atomic():
         session = Session.objects.select_for_update().get(pk=session_id)
@@ -486,6 +496,105 @@ def cancel_session(*, session_id: int) -> Session:
         session.status = Session.Status.CANCELLED
         session.ical_sequence += 1
         session.save(update_fields=["status", "ical_sequence"])
-        transaction.on_commit(lambda: emails.send_session_update(session_id))
+        start_session_update(session=session)
         signals.send_on_commit(signals.session_changed, session_id=session_id, change="cancelled")
     return session
+
+
+# Telling many people ------------------------------------------------------------------
+
+#: Places told of a session change per chunk.
+CHUNK = 1000
+
+
+def start_session_update(*, session: Session, user: UserLike | None = None) -> Job:
+    """Queue the job that e-mails every registrant holding or awaiting a
+    place of ``session`` its new state (in the current transaction). One job
+    per change: the key is the invite's SEQUENCE."""
+    return jobs.start(
+        kind="session_update",
+        event=session.event,
+        session=session,
+        params={"sequence": session.ical_sequence},
+        key=f"session-update:{session.pk}:{session.ical_sequence}",
+        user=user,
+    )
+
+
+@jobs.kind("session_update", _lazy("Updated invites"))
+def tell_registrants(job: Job, step: jobs.Step) -> bool:
+    """Record one message per registration holding or awaiting a place, in
+    chunks, from where the job got to. Messages of an earlier change still
+    waiting are dropped first: the new one carries the newest invite."""
+    session = job.session
+    if session is None:
+        return True
+    sequence = job.params["sequence"]
+    places = Registration.objects.filter(session=session, status__in=Registration.ACTIVE_STATUSES)
+    if job.total is None:
+        Message.objects.filter(
+            session=session, kind=Message.Kind.SESSION, state=Message.State.QUEUED
+        ).exclude(
+            key__startswith=outbox.message_key(Message.Kind.SESSION, session.pk, sequence, "")
+        ).update(
+            state=Message.State.CANCELLED, last_error="a later change of the session replaced it"
+        )
+        job.total = places.count()
+        step.save()
+    session.ical_sequence = sequence
+    while step.more_time():
+        chunk = list(places.filter(pk__gt=job.cursor.get("after", 0)).order_by("pk")[:CHUNK])
+        if not chunk:
+            return True
+        with transaction.atomic():
+            outbox.record_many(emails.session_messages(session, chunk))
+            step.advance(len(chunk), after=chunk[-1].pk)
+    return False
+
+
+def approve_all(
+    *, event: Event, session_id: int | None = None, user: UserLike | None = None
+) -> Job:
+    """Queue the job that approves every pending place of the event (or of
+    one session), as :func:`approve_registration` would one by one."""
+    pending = Registration.objects.filter(session__event=event, status=Status.PENDING)
+    if session_id is not None:
+        pending = pending.filter(session_id=session_id)
+    return jobs.start(
+        kind="approve_all",
+        event=event,
+        params={"session": session_id},
+        user=user,
+        total=pending.count(),
+    )
+
+
+@jobs.kind("approve_all", _lazy("Approve every pending registration"))
+def approve_pending(job: Job, step: jobs.Step) -> bool:
+    pending = Registration.objects.filter(session__event=job.event, status=Status.PENDING)
+    if job.params.get("session") is not None:
+        pending = pending.filter(session_id=job.params["session"])
+    result = job.result
+    while step.more_time():
+        ids = list(
+            pending.filter(pk__gt=job.cursor.get("after", 0))
+            .order_by("pk")
+            .values_list("pk", flat=True)[:100]
+        )
+        if not ids:
+            return True
+        for registration_id in ids:
+            try:
+                registration = approve_registration(
+                    registration_id=registration_id, event=job.event
+                )
+            except ServiceError as exc:
+                result["not_approved"] = result.get("not_approved", 0) + 1
+                result["why"] = exc.message
+            else:
+                key = "confirmed" if registration.status == Status.CONFIRMED else "waitlisted"
+                result[key] = result.get(key, 0) + 1
+            step.advance(1, after=registration_id)
+            if not step.more_time():
+                return False
+    return False

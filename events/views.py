@@ -11,9 +11,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from events import invites, limits, services
+from events import emails, invites, limits, services
 from events.errors import ServiceError
 from events.forms import ID_PATTERN, CancelForm, LostLinkForm, RegistrationForm
 from events.guessing import limits_guessing
@@ -21,6 +22,7 @@ from events.marks import hold_link, registrant_for
 from events.models import Event, Registrant, Registration, Session, looks_like_token
 from events.pages import event_page
 from events.queries import public_events
+from events.reminders import labels as event_reminder_labels
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -212,6 +214,7 @@ def personal(request: HttpRequest, token: str) -> HttpResponse:
             "other_sessions": others,
             "asked": any(s.pk in asked for s in others),
             "active_statuses": Registration.ACTIVE_STATUSES,
+            "reminder_times": event_reminder_labels(registrant.event),
         },
     )
 
@@ -240,6 +243,39 @@ def cancel(request: HttpRequest, token: str) -> HttpResponse:
     response = redirect(registrant.get_absolute_url())
     response.status_code = 303
     return response
+
+
+@require_POST
+@limits_guessing
+def reminders(request: HttpRequest, token: str) -> HttpResponse:
+    """The personal page's switch for reminder e-mails."""
+    registrant = _registrant(token)
+    on = request.POST.get("reminders") == "on"
+    services.set_reminders(registrant=registrant, on=on)
+    messages.success(
+        request,
+        _("Reminder e-mails are on.") if on else _("Reminder e-mails are off for this event."),
+    )
+    return _see_other(registrant.get_absolute_url())
+
+
+@csrf_exempt  # the signed address is the credential: mail providers post it (RFC 8058)
+@require_http_methods(["GET", "POST"])
+def reminders_off(request: HttpRequest, token: str) -> HttpResponse:
+    """Turn reminders off from the e-mail: one click (``List-Unsubscribe-Post``,
+    RFC 8058) or the page's button. A GET only shows the button, since mail
+    scanners open every link."""
+    registrant = emails.registrant_for_reminders_off(token)
+    if registrant is None:
+        raise Http404
+    done = request.method == "POST"
+    if done:
+        services.set_reminders(registrant=registrant, on=False)
+    return render(
+        request,
+        "events/reminders_off.html",
+        {"event": registrant.event, "done": done, "token": token},
+    )
 
 
 def _calendar_response(body: bytes, method: str, filename: str) -> HttpResponse:

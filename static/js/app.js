@@ -73,4 +73,28 @@
       " (" + viewerZone + ")";
     el.insertAdjacentElement("afterend", local);
   });
+
+  // Background work (organiser pages): follow a job until it finishes, then
+  // show the page again with its outcome (a download, counts).
+  var followed = document.querySelectorAll("[data-job-status]:not([data-finished])");
+  followed.forEach(function (box) {
+    var bar = box.querySelector("progress");
+    var state = box.querySelector("[data-job-state]");
+    var count = box.querySelector("[data-job-count]");
+    var poll = function () {
+      fetch(box.getAttribute("data-job-status"), { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (status) {
+          if (!status) { window.setTimeout(poll, 5000); return; }
+          bar.value = status.percent;
+          state.textContent = status.state_label;
+          state.className = "status-pill status-job-" + status.state;
+          count.textContent = status.total === null ? (status.done || "") : status.done + " / " + status.total;
+          if (status.finished) { window.location.reload(); return; }
+          window.setTimeout(poll, 1500);
+        })
+        .catch(function () { window.setTimeout(poll, 5000); });
+    };
+    window.setTimeout(poll, 1000);
+  });
 })();

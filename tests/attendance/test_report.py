@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -20,9 +21,10 @@ from django.utils import timezone
 from attendance import services
 from attendance.models import Certificate, ViewerSample, WatchInterval
 from attendance.tracker import tracker
-from events.models import EventRole, Registration, Session
+from events.models import EventRole, Job, Registration, Session
 from tests.factories import make_event, make_organiser, make_registration, make_session, make_user
 from tests.streaming.conftest import _join_cookie, _login_cookie, _room
+from tests.worker import deliver
 
 CSV_HEADER = (
     "name,email,organisation,registration_status,minutes_watched,"
@@ -340,23 +342,40 @@ def test_threshold_of_cancelled_session_refused(client, ended):
 # Certificates -------------------------------------------------------------------------
 
 
-def test_issue_all_issues_to_the_eligible(client, ended):
+def test_issue_all_issues_to_the_eligible_in_the_background_and_mails_them(client, ended):
     client.force_login(ended.organiser)
     url = reverse("attendance_manage:issue_all", args=[ended.session.pk])
     response = client.post(url)
     assert response.status_code == 303
-    assert response["Location"] == report_url(ended.session)
+    job = Job.objects.get()
+    assert response["Location"] == f"/manage/jobs/{job.pk}/"
+    assert (job.kind, job.state, job.total) == ("issue_certificates", "queued", 1)
+    assert not Certificate.objects.exists()  # the page answered at once
+
+    deliver()  # the worker issues, then sends the e-mail recorded with it
+
     certificate = Certificate.objects.get()
     assert certificate.registrant == ended.keen.registrant
     assert not certificate.manual
-    page = client.get(report_url(ended.session))
-    assert messages_of(page) == ["1 certificate issued."]
-    html = page.content.decode()
+    job.refresh_from_db()
+    assert (job.state, job.done, job.result["issued"], job.result["already"]) == ("done", 1, 1, 0)
+    page = client.get(response["Location"]).content.decode()
+    assert "1 certificate issued." in page
+    assert "E-mail for this session: 1 sent, 0 waiting, 0 failed." in page
+    [message] = mail.outbox
+    assert message.to == [ended.keen.registrant.email]
+    token = ended.keen.registrant.token
+    assert f"/r/{token}/sessions/{ended.session.pk}/certificate.pdf" in message.body
+    assert certificate.serial in message.body
+    html = client.get(report_url(ended.session)).content.decode()
     assert f'<a class="serial" href="/certificates/{certificate.serial}/">' in html
 
-    again = client.post(url, follow=True)
-    assert messages_of(again) == ["0 certificates issued. 1 person already had one."]
+    client.post(url)
+    deliver()
+    again = Job.objects.order_by("pk").last()
+    assert (again.result["issued"], again.result["already"]) == (0, 1)
     assert Certificate.objects.count() == 1
+    assert len(mail.outbox) == 1  # nobody is told twice
 
 
 def test_issue_all_before_the_end_refused(client, ended):
@@ -427,6 +446,7 @@ def test_issue_one_ignores_an_offsite_next(client, ended):
 def test_revoke_needs_a_reason_then_shows_revoked(client, ended):
     client.force_login(ended.organiser)
     client.post(reverse("attendance_manage:issue_all", args=[ended.session.pk]))
+    deliver()
     certificate = Certificate.objects.get()
     url = reverse("attendance_manage:revoke", args=[ended.session.pk, certificate.serial])
     assert f'action="{url}"' in client.get(report_url(ended.session)).content.decode()
@@ -497,6 +517,7 @@ def test_revoke_a_serial_that_cannot_exist_is_no_certificate(client, ended, seri
 def test_csv_rows_bom_and_filename(client, ended):
     client.force_login(ended.organiser)
     client.post(reverse("attendance_manage:issue_all", args=[ended.session.pk]))
+    deliver()
     serial = Certificate.objects.get().serial
     response = client.get(csv_url(ended.session))
     assert response.status_code == 200
@@ -514,6 +535,7 @@ def test_csv_rows_bom_and_filename(client, ended):
 def test_csv_revoked_certificate(client, ended):
     client.force_login(ended.organiser)
     client.post(reverse("attendance_manage:issue_all", args=[ended.session.pk]))
+    deliver()
     serial = Certificate.objects.get().serial
     client.post(
         reverse("attendance_manage:revoke", args=[ended.session.pk, serial]), {"reason": "Error"}

@@ -15,6 +15,7 @@ from events import services
 from events.marks import SESSION_KEY
 from events.models import CONFIRM_WITHIN, Registrant, Registration
 from tests.factories import make_event, make_session
+from tests.worker import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +37,7 @@ def held(django_capture_on_commit_callbacks):
     client = Client()
     with django_capture_on_commit_callbacks(execute=True):
         response = post_register(client, session, "zhang.wei@example.org")
+    deliver()
     registrant = Registrant.objects.get()
     return session, client, response, registrant
 
@@ -48,6 +50,7 @@ def test_a_new_registrant_is_not_shown_the_link_until_the_address_is_confirmed(h
     assert registrant.token not in client.get(response["Location"]).content.decode()
     assert SESSION_KEY not in client.session
     assert registrant.confirmed_at is None
+    deliver()
     [message] = mail.outbox
     assert registrant.personal_url() in message.body
     assert "Open it within 24 hours to confirm" in message.body
@@ -58,6 +61,7 @@ def test_a_held_place_takes_its_seat(held, django_capture_on_commit_callbacks):
 
     with django_capture_on_commit_callbacks(execute=True):
         post_register(Client(), session, "li.na@example.org")
+    deliver()
 
     statuses = dict(Registration.objects.values_list("registrant__email", "status"))
     assert statuses == {
@@ -87,12 +91,15 @@ def test_a_held_place_is_released_after_a_day_and_a_late_confirmation_waits(
 
     with django_capture_on_commit_callbacks(execute=True):
         post_register(Client(), session, "li.na@example.org")
+    deliver()
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         client.get(late.get_absolute_url())
+    deliver()
 
     statuses = dict(Registration.objects.values_list("registrant__email", "status"))
     assert statuses == {"zhang.wei@example.org": "waitlisted", "li.na@example.org": "confirmed"}
+    deliver()
     [message] = mail.outbox
     assert message.to == ["zhang.wei@example.org"]
     assert "waiting list" in message.body
@@ -126,15 +133,19 @@ def test_a_lapsed_hold_goes_to_the_waiting_list_before_a_newcomer(
     session, _client, _response, late = held
     with django_capture_on_commit_callbacks(execute=True):
         post_register(Client(), session, "waiting@example.org")
+    deliver()
     Registrant.objects.filter(pk=late.pk).update(
         created_at=timezone.now() - CONFIRM_WITHIN - timedelta(minutes=1)
     )
+    deliver()
     mail.outbox.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
         post_register(Client(), session, "newcomer@example.org")
+    deliver()
 
     statuses = dict(Registration.objects.values_list("registrant__email", "status"))
     assert statuses["waiting@example.org"] == Status.CONFIRMED
     assert statuses["newcomer@example.org"] == Status.WAITLISTED
+    deliver()
     assert sorted(m.to[0] for m in mail.outbox) == ["newcomer@example.org", "waiting@example.org"]

@@ -8,6 +8,7 @@ from events import services
 from events.errors import ServiceError
 from events.models import Registrant, Registration
 from tests.factories import make_event, make_registration, make_session
+from tests.worker import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +69,7 @@ def test_register_attendee_someone_elses_address_changes_nothing_and_mails_the_l
     first_session, second_session = make_session(event), make_session(event)
     victim = register(event, email="Li.Na@Example.org", sessions=[first_session]).registrant
     other = register(event, email="wang.wei@example.org", sessions=[first_session]).registrant
+    deliver()
     mail.outbox.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -78,11 +80,13 @@ def test_register_attendee_someone_elses_address_changes_nothing_and_mails_the_l
             sessions=[first_session, second_session],
             holder_id=other.pk if holder == "someone else" else None,
         )
+    deliver()
 
     assert (result.registrant, result.link_sent, result.outcomes) == (None, True, [])
     victim.refresh_from_db()
     assert victim.name == "李娜"
     assert list(victim.registrations.values_list("session_id", flat=True)) == [first_session.pk]
+    deliver()
     [message] = mail.outbox
     assert message.to == ["li.na@example.org"]
     assert victim.personal_url() in message.body

@@ -9,6 +9,7 @@ from django.utils import timezone
 from events.marks import SESSION_KEY
 from events.models import Registrant, Registration
 from tests.factories import make_event, make_registration, make_session, make_speaker
+from tests.worker import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +61,7 @@ def test_register_someone_elses_address_never_shows_their_link(
     first_session, second_session = make_session(event), make_session(event)
     post_register(client, event, [first_session])
     victim = Registrant.objects.get()
+    deliver()
     mail.outbox.clear()
     stranger = Client()
 
@@ -67,6 +69,7 @@ def test_register_someone_elses_address_never_shows_their_link(
         response = post_register(
             stranger, event, [second_session], email=" Zhang.Wei@EXAMPLE.org ", name="Mallory"
         )
+    deliver()
 
     assert response.status_code == 303
     assert response["Location"] == f"/events/{event.slug}/link/sent/"
@@ -80,6 +83,7 @@ def test_register_someone_elses_address_never_shows_their_link(
     assert SESSION_KEY not in stranger.session
     assert stranger.get(f"/sessions/{first_session.pk}/live/").context["joined"] is False
     # The registrant is told, at their own address, with the link.
+    deliver()
     [message] = mail.outbox
     assert message.to == ["zhang.wei@example.org"]
     assert victim.personal_url() in message.body
@@ -89,6 +93,7 @@ def test_lost_link_answers_the_same_for_known_and_unknown_addresses(client):
     event = make_event()
     post_register(client, event, [make_session(event)])
     victim = Registrant.objects.get()
+    deliver()
     mail.outbox.clear()
     stranger = Client()
 
@@ -100,6 +105,7 @@ def test_lost_link_answers_the_same_for_known_and_unknown_addresses(client):
     assert known.content == unknown.content
     page = stranger.get(known["Location"]).content.decode()
     assert victim.token not in page
+    deliver()
     assert [(m.to, victim.personal_url() in m.body) for m in mail.outbox] == [
         (["zhang.wei@example.org"], True)
     ]
@@ -113,6 +119,7 @@ def test_lost_link_form_refuses_a_bad_address_with_its_error(client):
     assert response.status_code == 400
     assert "Enter a valid email address." in response.content.decode()
     assert client.get(f"/events/{event.slug}/link/").status_code == 200
+    deliver()
     assert mail.outbox == []
 
 
@@ -125,6 +132,7 @@ def test_link_email_offers_the_asked_sessions_ticked_but_not_added(
     victim = Registrant.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
         post_register(Client(), event, [second_session])
+    deliver()
     add_url = f"/r/{victim.token}/?add={second_session.pk}"
     assert victim.personal_url().replace(f"/r/{victim.token}/", add_url) in mail.outbox[-1].body
 
@@ -183,6 +191,7 @@ def test_lost_link_shares_the_registration_allowance(client, settings):
 
     assert (lost.status_code, register.status_code) == (429, 429)
     assert "Retry-After" in lost
+    deliver()
     assert mail.outbox == []
 
 
