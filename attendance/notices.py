@@ -25,9 +25,17 @@ def tell_holder(certificate: Certificate) -> None:
     )
 
 
-@outbox.composer(Message.Kind.CERTIFICATE)
+def _preload(messages: list[Message]) -> None:
+    certificates = Certificate.objects.in_bulk([m.data.get("certificate") for m in messages])
+    for message in messages:
+        message.certificate = certificates.get(message.data.get("certificate"))  # type: ignore[attr-defined]
+
+
+@outbox.composer(Message.Kind.CERTIFICATE, preload=_preload)
 def compose(message: Message) -> EmailMultiAlternatives | str:
-    certificate = Certificate.objects.filter(pk=message.data.get("certificate")).first()
+    if not hasattr(message, "certificate"):
+        _preload([message])
+    certificate = message.certificate  # type: ignore[attr-defined]
     if certificate is None:
         return "the certificate no longer exists"
     if certificate.revoked:

@@ -376,9 +376,7 @@ def issue_certificates(
             report.already += 1
         else:
             try:
-                issue_certificate(
-                    session_id=session.pk, registrant_id=registrant_id, notify=notify
-                )
+                issue_certificate(session_id=session.pk, registrant_id=registrant_id, notify=notify)
                 report.issued += 1
             except ServiceError as exc:
                 name = Registrant.objects.filter(pk=registrant_id).values_list("name", flat=True)

@@ -10,6 +10,8 @@ Scenarios:
   restart-storm  2 processes holding N viewers (2,000) each; one is stopped (SIGTERM)
                  while questions flow, and its viewers must come back on the other
   registration   a burst of registrations through the public form, 2 processes
+  mail           reschedule a session with 20,000 registrants: the page's answer, and
+                 one worker e-mailing every invite to a local SMTP server
   certificates   certificate PNG and PDF renders per second on one core
   chart          redraw the latency chart from --from results.json
   all            one-process, redis, registration, certificates (and the chart)
@@ -76,6 +78,8 @@ BUDGETS = {
     "storm_production_all_in_s": 20,
     "restart_viewers": 2000,
     "restart_back_s": 10,
+    "mail_page_ms": 1000,
+    "mails_per_s": 100,
 }
 PACKAGES = ("Django", "channels", "daphne", "channels-redis", "redis", "Twisted", "websockets")
 
@@ -699,6 +703,17 @@ def run_certificates(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_mail(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import mail
+
+    return mail.run(
+        args,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        secret_key=os.environ["SECRET_KEY"],
+    )
+
+
 # Budgets ---------------------------------------------------------------------------------------
 
 
@@ -804,6 +819,18 @@ def verdicts(report: dict[str, Any]) -> list[str]:
             f"certificate render PNG {certificates['png_mean_ms']} ms, "
             f"PDF {certificates['pdf_mean_ms']} ms ≤ 150 ms each",
         )
+    mail = (report.get("mail") or {}).get("median")
+    if mail:
+        check(
+            mail["page_ms"] <= BUDGETS["mail_page_ms"],
+            f"rescheduling {mail['registrants']:,} registrants: the page answers in "
+            f"{mail['page_ms']} ms ≤ 1 s",
+        )
+        check(
+            mail["mailed_all"] and (mail["mails_per_s"] or 0) >= BUDGETS["mails_per_s"],
+            f"every invite e-mailed ({'all' if mail['mailed_all'] else 'NOT all'}, "
+            f"{mail['sent_twice']} twice) at {mail['mails_per_s']}/s ≥ 100/s, one worker",
+        )
     return lines
 
 
@@ -825,7 +852,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[*ROOM_SCENARIOS, "room", *STORMS, "registration", "certificates", "chart", "all"],
+        choices=[
+            *ROOM_SCENARIOS,
+            "room",
+            *STORMS,
+            "registration",
+            "certificates",
+            "mail",
+            "chart",
+            "all",
+        ],
         help="repeatable; default: one-process",
     )
     room = parser.add_argument_group("room runs")
@@ -858,6 +894,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     other.add_argument("--concurrency", type=int, default=50, help="visitors registering at once")
     other.add_argument("--registration-processes", type=int, default=2)
     other.add_argument("--certificates", type=int, default=50, help="renders of each kind")
+    other.add_argument(
+        "--mail-registrants", type=int, default=20_000, help="registrants told of the change (mail)"
+    )
     parser.add_argument("--database-url", default=DEFAULT_DATABASE)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="'' for the in-memory layer")
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -906,8 +945,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 run_rooms(args, [(args.processes, args.viewers or [1000])], report)
             elif scenario in STORMS:
                 run_storms(args, scenario, report)
-            elif scenario in ("registration", "certificates"):
-                run = run_registration if scenario == "registration" else run_certificates
+            elif scenario in ("registration", "certificates", "mail"):
+                run = {
+                    "registration": run_registration,
+                    "certificates": run_certificates,
+                    "mail": run_mail,
+                }[scenario]
                 try:
                     report[scenario] = run(args)
                 except Exception as exc:

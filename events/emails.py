@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -221,13 +221,39 @@ def compose_update(message: Message) -> EmailMultiAlternatives | str:
     return _message(message.registrant, registrations)
 
 
-@outbox.composer(Message.Kind.SESSION)
+def _preload_places(messages: list[Message], *seat: Q) -> None:
+    """Each message's registration (of its registrant and session), read for
+    the whole batch at once; None where it no longer qualifies."""
+    wanted = {(m.registrant_id, m.session_id) for m in messages}
+    found: dict[tuple[int, int | None], Registration] = {}
+    for session_id in {m.session_id for m in messages if m.session_id is not None}:
+        registrant_ids = [r for r, s in wanted if s == session_id]
+        for registration in Registration.objects.filter(
+            *seat, session_id=session_id, registrant_id__in=registrant_ids
+        ):
+            found[(registration.registrant_id, session_id)] = registration
+    for message in messages:
+        place = found.get((message.registrant_id, message.session_id))
+        if place is not None and message.session is not None:
+            # Loaded with the message already: no query for either.
+            place.registrant = message.registrant
+            place.session = message.session
+        message.place = place  # type: ignore[attr-defined]
+
+
+def _place(message: Message, *seat: Q) -> Registration | None:
+    if not hasattr(message, "place"):
+        _preload_places([message], *seat)
+    return message.place  # type: ignore[attr-defined]
+
+
+def _preload_active(messages: list[Message]) -> None:
+    _preload_places(messages, Q(status__in=Registration.ACTIVE_STATUSES))
+
+
+@outbox.composer(Message.Kind.SESSION, preload=_preload_active)
 def compose_session(message: Message) -> EmailMultiAlternatives | str:
-    registration = (
-        _registrations(registrant_id=message.registrant_id, session_id=message.session_id)
-        .filter(status__in=Registration.ACTIVE_STATUSES)
-        .first()
-    )
+    registration = _place(message, Q(status__in=Registration.ACTIVE_STATUSES))
     if registration is None:
         return "no longer registered for the session"
     return _message(message.registrant, [registration])
@@ -275,7 +301,11 @@ def registrant_for_reminders_off(token: str) -> Registrant | None:
     return Registrant.objects.filter(pk=int(registrant_id)).first()
 
 
-@outbox.composer(Message.Kind.REMINDER)
+def _preload_seats(messages: list[Message]) -> None:
+    _preload_places(messages, holds_seat())
+
+
+@outbox.composer(Message.Kind.REMINDER, preload=_preload_seats)
 def compose_reminder(message: Message) -> EmailMultiAlternatives | str:
     registrant = message.registrant
     session = message.session
@@ -289,11 +319,7 @@ def compose_reminder(message: Message) -> EmailMultiAlternatives | str:
         return "the session was moved; reminders follow its new time"
     if timezone.now() >= session.ends_at:
         return "the session is over"
-    registration = (
-        _registrations(registrant_id=registrant.pk, session_id=session.pk)
-        .filter(holds_seat())
-        .first()
-    )
+    registration = _place(message, holds_seat())
     if registration is None:
         return "no confirmed place any more"
     off_url = reminders_off_url(registrant)

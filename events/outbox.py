@@ -147,14 +147,28 @@ def message_id(message: Message) -> str:
 #: or returns why it is no longer needed (registered by events.emails and the
 #: apps above, for their own kinds).
 _composers: dict[str, Callable[[Message], EmailMessage | str]] = {}
+#: kind → a function given a batch of its messages before they are written,
+#: to read what they need in one query rather than one each.
+_preloaders: dict[str, Callable[[list[Message]], None]] = {}
 
 
-def composer(kind: str):
+def composer(kind: str, *, preload: Callable[[list[Message]], None] | None = None):
     def register(func: Callable[[Message], EmailMessage | str]):
         _composers[kind] = func
+        if preload is not None:
+            _preloaders[kind] = preload
         return func
 
     return register
+
+
+def _preload(messages: Iterable[Message]) -> None:
+    by_kind: dict[str, list[Message]] = {}
+    for message in messages:
+        by_kind.setdefault(message.kind, []).append(message)
+    for kind, batch in by_kind.items():
+        if kind in _preloaders:
+            _preloaders[kind](batch)
 
 
 @task()
@@ -276,6 +290,7 @@ def deliver(
                 .select_related("registrant__event", "event", "session__event")
                 .order_by("priority", "due_at", "pk")
             )
+            _preload(left)
             while left:
                 if stop():
                     return sent

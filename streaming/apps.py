@@ -8,4 +8,8 @@ class StreamingConfig(AppConfig):
 
     def ready(self) -> None:
         # Registrations, roles and sessions changed elsewhere reach open rooms.
-        from streaming import receivers  # noqa: F401
+        # Sessions that go live and end on schedule, on the worker's clock.
+        from streaming import (
+            receivers,  # noqa: F401
+            schedule,  # noqa: F401
+        )

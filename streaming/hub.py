@@ -323,6 +323,7 @@ class RoomHub:
         viewer tries anew. A later read (after a layer outage) replaces the
         state only once it succeeded."""
         assert room.loaded is not None and room.subscribed is not None
+        changed_status = None
         async with room.recheck_lock:
             room.early = []
             try:
@@ -331,6 +332,12 @@ class RoomHub:
                 state = RoomState.from_snapshot(snapshot)
                 for message in room.early:
                     state.apply(message)
+                if room.state is not None and not first:
+                    status = state.session.get("status")
+                    if status != room.state.session.get("status"):
+                        # Changed where no message could reach this process
+                        # (a worker on the in-memory layer, a lost publish).
+                        changed_status = status
                 room.state = state
                 if first:
                     room.last_viewers = await self._count_or_local(room.session_id)
@@ -354,6 +361,8 @@ class RoomHub:
                 return
             finally:
                 room.early = None
+        if changed_status is not None:
+            await self.fan_out(room, {"event": "status", "status": changed_status})
 
     async def _count_or_local(self, session_id: int) -> tuple[int, int]:
         counts = await self.viewers(session_id, or_local=True)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -476,11 +476,58 @@ def set_session_status(*, session_id: int, status: Any, user_id: int) -> dict[st
                 _("A %(current)s session cannot become %(wanted)s.")
                 % {"current": session.get_status_display(), "wanted": Session.Status(status).label},
             )
-        session.status = status
-        if status == Session.Status.LIVE:
-            session.live_started_at = timezone.now()
-        else:
-            session.live_ended_at = timezone.now()
-        session.save(update_fields=["status", "live_started_at", "live_ended_at"])
-        groups.publish_on_commit(session.pk, {"event": "status", "status": status})
+        _change_status(session, status, timezone.now())
     return session_info(session)
+
+
+def _change_status(session: Session, status: str, at: datetime) -> None:
+    session.status = status
+    if status == Session.Status.LIVE:
+        session.live_started_at = at
+    else:
+        session.live_ended_at = at
+    session.save(update_fields=["status", "live_started_at", "live_ended_at"])
+    groups.publish_on_commit(session.pk, {"event": "status", "status": status})
+
+
+#: A live session this long past its scheduled end is ended by the worker,
+#: automatic status or not: an End nobody pressed must not keep a room live
+#: (and counting) for days.
+FORGOTTEN_AFTER = timedelta(hours=3)
+
+
+def keep_to_schedule(*, now: datetime | None = None) -> list[tuple[int, str]]:
+    """Go live at the scheduled start and end at the scheduled end, for the
+    sessions that ask for it (``auto_status``) and where the organiser has
+    not done so by hand; end any session still live ``FORGOTTEN_AFTER`` its
+    scheduled end. Broadcast after commit, as by hand: ``session.status``.
+    Returns the (session id, new status) changes made."""
+    now = now or timezone.now()
+    changes: list[tuple[int, str]] = []
+    due_live = Session.objects.filter(
+        auto_status=True, status=Session.Status.SCHEDULED, starts_at__lte=now, ends_at__gt=now
+    )
+    due_end = Session.objects.filter(status=Session.Status.LIVE).filter(
+        Q(auto_status=True, ends_at__lte=now) | Q(ends_at__lte=now - FORGOTTEN_AFTER)
+    )
+    for queryset, status, was in (
+        (due_live, Session.Status.LIVE, Session.Status.SCHEDULED),
+        (due_end, Session.Status.ENDED, Session.Status.LIVE),
+    ):
+        for session_id in list(queryset.values_list("pk", flat=True)):
+            with transaction.atomic():
+                # Looked at again under the lock: an organiser (or another
+                # worker) may have changed it meanwhile.
+                session = Session.objects.select_for_update().filter(pk=session_id).first()
+                if session is None or session.status != was:
+                    continue
+                # An automatic end is at the scheduled end, however late the
+                # worker's tick: watch time counts to the minute planned.
+                at = (
+                    min(now, session.ends_at)
+                    if status == Session.Status.ENDED and session.auto_status
+                    else now
+                )
+                _change_status(session, status, at)
+                changes.append((session_id, status))
+    return changes

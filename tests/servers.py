@@ -106,3 +106,70 @@ class DaphneServer:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
+
+
+class WorkerProcess:
+    """One ``manage.py worker`` process on the test database, sending to
+    ``email_url``. Its clock runs fast (a beat every half second, taken for
+    dead after three), so that a test sees a killed worker's mail handed on
+    in seconds, not the production half minute."""
+
+    def __init__(self, email_url: str, *, name: str | None = None, **env: str) -> None:
+        environment = {
+            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
+        }
+        environment.update(
+            DATABASE_URL=test_database_url(),
+            EMAIL_URL=email_url,
+            SITE_URL="http://127.0.0.1:8000",
+            DJANGO_SETTINGS_MODULE="config.settings",
+            PYTHONUNBUFFERED="1",
+            WORKER_BEAT_SECONDS="0.5",
+            WORKER_LOST_SECONDS="3",
+            WORKER_TICK_SECONDS="0.5",
+        )
+        if settings.REDIS_URL:
+            environment["REDIS_URL"] = settings.REDIS_URL
+        environment.update(env)
+        self.name = name or f"test-worker-{free_port()}"
+        self.log_path = BASE_DIR / "test-artifacts" / f"{self.name}.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "worker", "--interval", "0.1", "--name", self.name],
+            cwd=BASE_DIR,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_until_up()
+
+    def _wait_until_up(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while b"waiting for tasks" not in self.log_path.read_bytes():
+            if self.process.poll() is not None:
+                raise RuntimeError("the worker exited:\n" + self.log())
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not start:\n" + self.log())
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no last word."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as systemd stops it; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise
+        self._log.close()
+        return self.process.returncode
