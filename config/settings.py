@@ -372,6 +372,8 @@ LOGGING = {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        # Two lines per task at INFO; a failed task is still logged.
+        "django_tasks": {"level": "WARNING"},
     },
 }
 

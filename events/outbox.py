@@ -45,8 +45,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 from core.tasks import stop_requested, task
 from events import worker
@@ -127,11 +128,26 @@ def record_many(messages: Iterable[Message], *, due_at: datetime | None = None) 
 
 def wake(at: datetime | None = None) -> None:
     """Ask a worker to send what is due (at ``at``, or now). A task row in
-    the same transaction: it exists exactly when the messages do."""
+    the same transaction: it exists exactly when the messages do.
+
+    A wake-up for now is not queued again while one is waiting unclaimed:
+    a crowd registering must not queue thousands of turns that find nothing
+    to send. The one waiting sends these messages too, unless a worker
+    claimed it in the moment before they committed; then the next tick's
+    :func:`keep_moving` wakes a worker for them (within
+    ``WORKER_TICK_SECONDS``)."""
     if at is not None and at > timezone.now():
         deliver_mail.using(run_after=at).enqueue()
-    else:
+    elif not _waiting_wake_up():
         deliver_mail.enqueue()
+
+
+def _waiting_wake_up() -> bool:
+    return (
+        DBTaskResult.objects.ready()
+        .filter(task_path=deliver_mail.module_path, run_after=get_date_max())
+        .exists()
+    )
 
 
 def message_id(message: Message) -> str:
@@ -416,7 +432,7 @@ def send_copy(*, event_id: int, message_id: int) -> Message | None:
     message with the same content, recorded and sent like any other."""
     with transaction.atomic():
         original = Message.objects.filter(
-            Q(state=State.SENT) | Q(state=State.CANCELLED), event_id=event_id, pk=message_id
+            state=State.SENT, event_id=event_id, pk=message_id
         ).first()
         if original is None:
             return None

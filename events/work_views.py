@@ -118,8 +118,19 @@ def _managed_job(request: HttpRequest, job_id: int) -> Job | None:
 
 
 def job_status(job: Job) -> dict:
-    """What the job page shows, and its script reads as it waits."""
+    """What the job page shows, and its script reads as it waits: the job,
+    and the e-mail of its session, followed until none is waiting."""
+    mail = None
+    if job.session_id:
+        counts = outbox.counts(session_id=job.session_id)
+        mail = {
+            "sent": counts["sent"],
+            "waiting": counts["queued"] + counts["sending"],
+            "failed": counts["failed"],
+        }
     return {
+        "mail": mail,
+        "following": not job.finished or bool(mail and mail["waiting"]),
         "id": job.pk,
         "kind": str(jobs.label(job.kind)),
         "state": job.state,
@@ -143,16 +154,16 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         return _forbidden(request)
     if request.GET.get("format") == "json":
         return JsonResponse(job_status(job))
-    mail = outbox.counts(session=job.session) if job.session_id else None
+    status = job_status(job)
     return render(
         request,
         "manage/job.html",
         {
             "event": job.event,
             "job": job,
-            "status": job_status(job),
+            "status": status,
             "label": jobs.label(job.kind),
-            "mail": mail,
+            "mail": status["mail"],
         },
     )
 

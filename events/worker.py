@@ -143,6 +143,31 @@ def _end_their_tasks(names: list[str]) -> None:
             row.set_failed(WorkerLost(f"worker {row.worker_ids[-1]} stopped while running it"))
 
 
+#: Finished tasks are kept this long (the queue's own record, for the
+#: admin), failed ones longer; what they did is in the outbox and jobs.
+KEEP_FINISHED = timedelta(days=1)
+KEEP_FAILED = timedelta(days=14)
+PRUNE_EVERY = timedelta(minutes=10)
+_pruned_at: datetime | None = None
+
+
+@every_tick
+def prune_finished_tasks(now: datetime) -> int:
+    """Delete the queue's records of long-finished tasks (at most every ten
+    minutes per worker): a forum's registrations leave one each."""
+    global _pruned_at
+    if _pruned_at is not None and now - _pruned_at < PRUNE_EVERY:
+        return 0
+    _pruned_at = now
+    deleted, _ = DBTaskResult.objects.filter(
+        status=TaskResultStatus.SUCCESSFUL, finished_at__lt=now - KEEP_FINISHED
+    ).delete()
+    failed, _ = DBTaskResult.objects.filter(
+        status=TaskResultStatus.FAILED, finished_at__lt=now - KEEP_FAILED
+    ).delete()
+    return deleted + failed
+
+
 def tick(now: datetime | None = None) -> None:
     """One turn of the clock: lost workers' work back in the queue, then
     every periodic function. One that fails is logged and the rest run."""

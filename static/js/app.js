@@ -90,8 +90,20 @@
           state.textContent = status.state_label;
           state.className = "status-pill status-job-" + status.state;
           count.textContent = status.total === null ? (status.done || "") : status.done + " / " + status.total;
-          if (status.finished) { window.location.reload(); return; }
-          window.setTimeout(poll, 1500);
+          if (status.mail) {
+            Object.keys(status.mail).forEach(function (key) {
+              document.querySelectorAll("[data-mail='" + key + "']").forEach(function (el) {
+                el.textContent = status.mail[key];
+              });
+            });
+          }
+          // Shown again once finished, with its outcome; then only the
+          // e-mail counts move, until none is waiting.
+          if (status.finished && !box.hasAttribute("data-job-was-finished")) {
+            window.location.reload();
+            return;
+          }
+          if (status.following) { window.setTimeout(poll, 1500); }
         })
         .catch(function () { window.setTimeout(poll, 5000); });
     };

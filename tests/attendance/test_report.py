@@ -361,7 +361,9 @@ def test_issue_all_issues_to_the_eligible_in_the_background_and_mails_them(clien
     assert (job.state, job.done, job.result["issued"], job.result["already"]) == ("done", 1, 1, 0)
     page = client.get(response["Location"]).content.decode()
     assert "1 certificate issued." in page
-    assert "E-mail for this session: 1 sent, 0 waiting, 0 failed." in page
+    status = client.get(response["Location"] + "?format=json").json()
+    assert status["mail"] == {"sent": 1, "waiting": 0, "failed": 0}
+    assert status["following"] is False
     [message] = mail.outbox
     assert message.to == [ended.keen.registrant.email]
     token = ended.keen.registrant.token

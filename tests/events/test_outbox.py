@@ -301,3 +301,29 @@ def test_two_workers_at_once_send_every_message_once(smtp):
     assert set(Message.objects.values_list("state", flat=True)) == {"sent"}
     # Both took part.
     assert set(Message.objects.values_list("worker", flat=True)) == {"w0", "w1"}
+
+
+@pytest.mark.django_db
+def test_a_crowd_registering_queues_one_wake_up_not_one_each():
+    session = make_session(starts_at=STARTS)
+    for n in range(20):
+        register(session, f"p{n}@example.org")
+
+    assert Message.objects.count() == 20
+    assert DBTaskResult.objects.filter(task_path="events.outbox.deliver_mail").count() == 1
+    deliver()
+    assert len(mail.outbox) == 20
+
+
+@pytest.mark.django_db
+def test_the_queues_record_of_long_finished_tasks_is_pruned():
+    register(make_session(starts_at=STARTS))
+    deliver()
+    [row] = DBTaskResult.objects.all()
+    assert row.status == "SUCCESSFUL"
+    worker._pruned_at = None
+
+    assert worker.prune_finished_tasks(timezone.now()) == 0
+    worker._pruned_at = None
+    assert worker.prune_finished_tasks(timezone.now() + worker.KEEP_FINISHED * 2) == 1
+    assert not DBTaskResult.objects.exists()
