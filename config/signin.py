@@ -41,6 +41,7 @@ import logging
 import math
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_cool_off
@@ -51,10 +52,11 @@ from django.contrib.auth.forms import PasswordResetForm
 from django.db.models import Max, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import ngettext
 
 from core import ratelimit
+from core.tasks import task
 from events.guessing import client_network
 
 logger = logging.getLogger(__name__)
@@ -156,7 +158,19 @@ def _take(key: str, *, limit: int) -> bool:
 
 
 class LimitedPasswordResetForm(PasswordResetForm):
-    """Sends nothing to an address that already had its share of mails."""
+    """Sends nothing to an address that already had its share of mails, and
+    nothing from the request: the request queues :func:`send_password_reset`
+    with the address typed, and a worker writes the link and sends it (so
+    the link is stored nowhere on the way)."""
+
+    def save(self, *args: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+        send_password_reset.enqueue(
+            email=self.cleaned_data["email"], language=translation.get_language()
+        )
+
+    def send_now(self) -> None:
+        site = urlsplit(settings.SITE_URL)
+        super().save(domain_override=site.netloc, use_https=site.scheme == "https")
 
     def send_mail(
         self,
@@ -179,6 +193,31 @@ class LimitedPasswordResetForm(PasswordResetForm):
             from_email,
             to_email,
             html_email_template_name,
+        )
+
+
+#: Tries of a password-reset e-mail the mail server did not take, a minute,
+#: two, three… apart; the person can always ask again.
+RESET_TRIES = 5
+
+
+@task()
+def send_password_reset(email: str, language: str, attempt: int = 1) -> None:
+    """The worker's half of a password reset: every account with ``email``
+    gets its link, within the per-address cap."""
+    form = LimitedPasswordResetForm({"email": email})
+    if not form.is_valid():
+        return
+    try:
+        with translation.override(language):
+            form.send_now()
+    except OSError as exc:  # smtplib's errors included
+        if attempt >= RESET_TRIES:
+            logger.error("password reset e-mail not sent after %d tries: %s", attempt, exc)
+            return
+        logger.warning("password reset e-mail not sent (%s); trying again", exc)
+        send_password_reset.using(run_after=timezone.now() + timedelta(minutes=attempt)).enqueue(
+            email=email, language=language, attempt=attempt + 1
         )
 
 

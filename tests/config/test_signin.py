@@ -19,6 +19,7 @@ from django.test import Client
 from config import signin
 from core import ratelimit
 from tests.factories import make_user
+from tests.worker import deliver
 
 PASSWORD = "pw-Tongxin-1"
 
@@ -253,10 +254,28 @@ def _reset(client: Client, email: str):
 
 
 @pytest.mark.django_db
+def test_a_password_reset_is_mailed_by_the_worker_in_the_askers_language(settings):
+    settings.SITE_URL = "https://tongxin.example"
+    _user_with_email("organiser", "organiser@example.org")
+    client = _client("192.0.2.1")
+    client.cookies["django_language"] = "zh-hans"
+
+    assert _reset(client, "organiser@example.org").status_code == 302
+    assert mail.outbox == []  # the request sent nothing
+    deliver()
+
+    [message] = mail.outbox
+    assert message.to == ["organiser@example.org"]
+    assert "https://tongxin.example/accounts/reset/" in message.body
+    assert "密码" in message.subject
+
+
+@pytest.mark.django_db
 def test_password_reset_mails_to_one_address_are_capped():
     _user_with_email("organiser", "organiser@example.org")
     responses = [_reset(_client(f"192.0.2.{n + 1}"), "Organiser@example.org") for n in range(10)]
 
+    deliver()
     assert len(mail.outbox) == signin.RESET_MAILS_PER_EMAIL == 3
     assert {message.to[0] for message in mail.outbox} == {"organiser@example.org"}
     assert {(r.status_code, r["Location"]) for r in responses} == {
@@ -271,6 +290,7 @@ def test_password_reset_requests_from_one_address_are_capped():
     client = _client()
     responses = [_reset(client, f"user{n}@example.org") for n in range(15)]
 
+    deliver()
     assert len(mail.outbox) == signin.RESET_REQUESTS_PER_CLIENT == 10
     assert {(r.status_code, r["Location"]) for r in responses} == {
         (302, "/accounts/password_reset/done/")
@@ -292,6 +312,7 @@ def test_password_reset_answers_alike_for_known_unknown_and_capped_addresses():
     capped = answer("organiser@example.org", "192.0.2.50")
 
     assert known == unknown == capped
+    deliver()
     assert len(mail.outbox) == 3
 
 
@@ -303,5 +324,6 @@ def test_password_reset_limit_goes_on_per_process_when_redis_is_down(settings, m
 
     responses = [_reset(_client(f"192.0.2.{n + 1}"), "organiser@example.org") for n in range(6)]
 
+    deliver()
     assert len(mail.outbox) == 3
     assert {r.status_code for r in responses} == {302}
