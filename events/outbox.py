@@ -90,26 +90,25 @@ def record(
     data: dict[str, Any] | None = None,
     priority: int = Message.PERSONAL,
     due_at: datetime | None = None,
-) -> Message | None:
+) -> Message:
     """Record one message in the current transaction and wake a worker for
-    it. Returns it, or None when the key was recorded before (the same
-    change, already told)."""
+    it; a key recorded before (the same change, already told) adds nothing.
+    One statement, no savepoint: it runs inside registrations, under the
+    session's lock."""
     session_id = session.pk if isinstance(session, Session) else session
-    with transaction.atomic():
-        message, created = Message.objects.get_or_create(
-            key=key,
-            defaults={
-                "event_id": registrant.event_id,
-                "registrant": registrant,
-                "session_id": session_id,
-                "kind": kind,
-                "data": data or {},
-                "priority": priority,
-                "due_at": due_at or timezone.now(),
-            },
-        )
-        if not created:
-            return None
+    message = Message(
+        key=key,
+        event_id=registrant.event_id,
+        registrant=registrant,
+        session_id=session_id,
+        kind=kind,
+        data=data or {},
+        priority=priority,
+        due_at=due_at or timezone.now(),
+    )
+    # Atomic on its own; inside the caller's transaction, no savepoint.
+    with transaction.atomic(savepoint=False):
+        Message.objects.bulk_create([message], ignore_conflicts=True)
         wake(due_at)
     return message
 

@@ -530,6 +530,10 @@ def tell_registrants(job: Job, step: jobs.Step) -> bool:
     if session is None:
         return True
     sequence = job.params["sequence"]
+    if Session.objects.filter(pk=session.pk, ical_sequence__gt=sequence).exists():
+        # Changed again since: that change's job tells everyone the newest.
+        job.result["superseded"] = True
+        return True
     places = Registration.objects.filter(session=session, status__in=Registration.ACTIVE_STATUSES)
     if job.total is None:
         Message.objects.filter(

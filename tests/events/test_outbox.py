@@ -327,3 +327,18 @@ def test_the_queues_record_of_long_finished_tasks_is_pruned():
     worker._pruned_at = None
     assert worker.prune_finished_tasks(timezone.now() + worker.KEEP_FINISHED * 2) == 1
     assert not DBTaskResult.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_session_changed_twice_before_its_mail_went_tells_each_registrant_once():
+    session = make_session(starts_at=STARTS)
+    for n in range(3):
+        make_registration(session, email=f"p{n}@example.org")
+
+    services.save_session(session=session, changes={"location": "Room 2"})
+    services.save_session(session=session, changes={"location": "Room 3"})
+    deliver()
+
+    assert sorted(m.to[0] for m in mail.outbox) == [f"p{n}@example.org" for n in range(3)]
+    assert all(b"LOCATION:Room 3" in m.attachments[0].get_payload(decode=True) for m in mail.outbox)
+    assert set(Message.objects.values_list("data__sequence", flat=True)) == {2}
