@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import email
 import socket
-import threading
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage as ParsedMessage
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.core import mail
 from django.urls import reverse
 from icalendar import Calendar
@@ -20,6 +18,7 @@ from config.env import parse_email_url
 from events import services
 from events.models import Registrant
 from tests.factories import make_event, make_registration, make_session
+from tests.smtp import Inbox, SmtpServer
 from tests.worker import deliver
 
 SITE = "http://localhost:8000"
@@ -72,39 +71,13 @@ def use_email_url(settings, url: str) -> None:
         setattr(settings, name, value)
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps what it receives and refuses the
-    recipients it is told to."""
-
-    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
-        self.refuse = refuse
-        self.envelopes = []
-        self.lock = threading.Lock()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return "550 No such user here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def smtp_inbox(settings):
     """A real SMTP server on 127.0.0.1, with the settings pointing at it."""
-    inbox = Inbox(refuse=frozenset({"refused@example.org"}))
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        use_email_url(settings, f"smtp://127.0.0.1:{port}")
-        yield inbox
-    finally:
-        controller.stop()
+    server = SmtpServer(Inbox(refuse={"refused@example.org"})).start()
+    server.use_in(settings)
+    yield server.inbox
+    server.stop()
 
 
 def register(session, *, email="li.na@example.org", name="Li Na", language="en", holder_id=None):
