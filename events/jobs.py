@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.functional import Promise
 
@@ -109,21 +109,25 @@ def start(
     same change started twice is one job: the first is returned."""
     if kind not in _kinds:
         raise ValueError(f"no such kind of job: {kind}")
-    with transaction.atomic():
-        if key is not None:
-            existing = Job.objects.filter(key=key).first()
-            if existing is not None:
-                return existing
-        job = Job.objects.create(
-            kind=kind,
-            event=event,
-            session=session,
-            params=params or {},
-            key=key,
-            total=total,
-            created_by_id=user.pk if isinstance(user, AbstractBaseUser) else None,
-        )
-        run_job.enqueue(job.pk)
+    if key is not None:
+        existing = Job.objects.filter(key=key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                kind=kind,
+                event=event,
+                session=session,
+                params=params or {},
+                key=key,
+                total=total,
+                created_by_id=user.pk if isinstance(user, AbstractBaseUser) else None,
+            )
+            run_job.enqueue(job.pk)
+    except IntegrityError:
+        # Started meanwhile by another request or worker (the same key).
+        return Job.objects.get(key=key)
     return job
 
 

@@ -185,3 +185,37 @@ def test_the_same_change_started_twice_is_one_job(event):
 
     assert list(Job.objects.values_list("pk", flat=True)) == [again.pk]
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_starting_the_same_reminders_at_once_make_one_job():
+    import threading
+
+    from django.db import connection
+
+    from events import jobs
+
+    session = make_session(make_event())
+    found: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            job = jobs.start(kind="reminders", event=session.event, session=session, key="same")
+            found.append(job.pk)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert Job.objects.count() == 1
+    assert set(found) == {Job.objects.get().pk}
