@@ -102,7 +102,6 @@ def test_a_worker_killed_half_way_and_started_again_tells_everyone_once(smtp, wo
 
     arrived = len(smtp.inbox.envelopes)
     assert arrived < PEOPLE, "the kill came after the batch: make it larger"
-    assert Message.objects.filter(state="sending").exists()  # stranded with the dead worker
     workers(smtp.url)
     wait_until(lambda: len(set(smtp.inbox.recipients())) == PEOPLE, 90, "everyone")
     total = settled(smtp)
